@@ -1,0 +1,96 @@
+"""Small building blocks shared by the pathways: residual blocks and U-Net halves.
+
+Each block knows its receptive radius (`radius`, in pixels of the level it starts at), so the
+patch halo needed for exact patch-streamed inference is computed, not guessed.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .patchnorm import NormStats, PatchNorm
+
+__all__ = ["conv3x3", "ResBlock", "Encoder", "Decoder"]
+
+
+def conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+class ResBlock(nn.Module):
+    """Residual Block (framework.png grey, LP.png "ResBlock"): x + conv(GELU(conv(x)))."""
+
+    radius = 2
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv3x3(channels, channels), nn.GELU(), conv3x3(channels, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def res_blocks(channels: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*(ResBlock(channels) for _ in range(n)))
+
+
+class Encoder(nn.Module):
+    """U-Net encoder: residual blocks per level, stride-2 convolutions between levels."""
+
+    def __init__(self, widths: tuple[int, ...], blocks: int) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(res_blocks(w, blocks) for w in widths)
+        self.downs = nn.ModuleList(
+            nn.Conv2d(widths[i], widths[i + 1], 2, stride=2) for i in range(len(widths) - 1)
+        )
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Features of every level, finest first; the last is the bottleneck E."""
+        feats = []
+        for i, level in enumerate(self.levels):
+            if i:
+                x = self.downs[i - 1](x)
+            x = level(x)
+            feats.append(x)
+        return feats
+
+    def radius(self) -> int:
+        blocks = len(self.levels[0])
+        return sum(2**i * (ResBlock.radius * blocks + (2 if i else 0)) for i in range(len(self.levels)))
+
+
+class Decoder(nn.Module):
+    """U-Net decoder: alternating residual blocks and (optionally) Patch Norm, coarsest level first."""
+
+    def __init__(self, widths: tuple[int, ...], blocks: int, norm: bool) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(res_blocks(w, blocks) for w in widths)
+        self.norms = nn.ModuleList(PatchNorm(w) for w in widths) if norm else None
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(len(widths) - 1)
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        skips: list[Tensor],
+        stats: list[NormStats] | None = None,
+        measure: bool = False,
+    ) -> tuple[Tensor, list[NormStats]]:
+        """Decode bottleneck `x` with encoder `skips`; Patch Norm uses `stats` (one per level,
+        finest first) or, with `measure`, the statistics of this very decoder (whole image)."""
+        measured: list[NormStats] = [None] * len(self.levels)  # type: ignore[list-item]
+        for i in reversed(range(len(self.levels))):
+            if i < len(self.levels) - 1:
+                x = self.ups[i](x) + skips[i]
+            x = self.levels[i](x)
+            if self.norms is not None:
+                s = PatchNorm.measure(x) if measure else (stats[i] if stats else None)
+                measured[i] = s
+                x = self.norms[i](x, s)
+        return x, measured
+
+    def radius(self) -> int:
+        blocks = len(self.levels[0])
+        n = len(self.levels)
+        return sum(2**i * (ResBlock.radius * blocks + (2 if i < n - 1 else 0)) for i in range(n))

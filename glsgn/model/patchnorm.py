@@ -1,0 +1,39 @@
+"""Patch Norm (framework.png, the blue layers of every local decoder)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["NormStats", "PatchNorm"]
+
+NormStats = tuple[Tensor, Tensor]  # per-sample, per-channel (mean, variance), shape (N, C, 1, 1)
+
+
+class PatchNorm(nn.Module):
+    """Patch Norm: normalise with whole-image statistics from the global pathway, never the patch's.
+
+    The global pathway measures the statistics of its own decoder level over the whole
+    scaled-down image (`measure`); every patch of every local pathway is then normalised with
+    those same numbers, so the restoring intensity cannot jump from one patch to the next, and
+    a patch's output does not depend on how the image was cut. Without a global pathway
+    (the ``local_only`` ablation) there is nothing whole-image to borrow: only the affine applies.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    @staticmethod
+    def measure(x: Tensor) -> NormStats:
+        """Statistics of a whole feature map (the global pathway's), per sample and channel."""
+        var, mean = torch.var_mean(x.float(), dim=(-2, -1), keepdim=True, correction=0)
+        return mean, var
+
+    def forward(self, x: Tensor, stats: NormStats | None) -> Tensor:
+        if stats is not None:
+            mean, var = stats
+            x = (x - mean.to(x.dtype)) * torch.rsqrt(var + self.eps).to(x.dtype)
+        return x * self.weight + self.bias

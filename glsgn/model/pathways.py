@@ -1,0 +1,124 @@
+"""The four restoring pathways of framework.png: one global, three local (one class each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import Decoder, Encoder, ResBlock, conv3x3
+from .pac import PAC
+from .patchnorm import NormStats
+
+__all__ = ["SpatialAttention", "GlobalPathway", "GlobalOut", "LocalPathway", "LocalOut"]
+
+
+class SpatialAttention(nn.Module):
+    """"Spatial Attention" of the global pathway: A_g from channel-pooled decoder features."""
+
+    radius = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 7, padding=3)
+
+    def forward(self, f: Tensor) -> Tensor:
+        pooled = torch.cat([f.mean(dim=1, keepdim=True), f.amax(dim=1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.conv(pooled))
+
+
+@dataclass
+class GlobalOut:
+    """What the global pathway hands on: B_g, the cue F_g, A_g and the Patch Norm statistics."""
+
+    b: Tensor
+    cue: Tensor
+    attention: Tensor
+    stats: list[NormStats]
+
+
+class GlobalPathway(nn.Module):
+    """Global pathway (framework.png, top): coarse restoration of the whole scaled-down image I_4.
+
+    Encoder-decoder -> decoder features F -> Spatial Attention -> A_g; the skip branch F is
+    gated by A_g and one more block gives B_g (residual over I_4).
+    """
+
+    def __init__(self, widths: tuple[int, ...], blocks: int, cue_channels: int) -> None:
+        super().__init__()
+        self.stem = conv3x3(3, widths[0])
+        self.encoder = Encoder(widths, blocks)
+        self.decoder = Decoder(widths, blocks, norm=True)
+        self.attention = SpatialAttention()
+        self.tail = nn.Sequential(ResBlock(widths[0]), conv3x3(widths[0], 3))
+        self.cue = nn.Conv2d(widths[0], cue_channels, 1)
+
+    def forward(self, x: Tensor) -> GlobalOut:
+        feats = self.encoder(self.stem(x))
+        f, stats = self.decoder(feats[-1], feats, measure=True)
+        a = self.attention(f)
+        b = x + self.tail(f * a)
+        return GlobalOut(b=b, cue=self.cue(f), attention=a, stats=stats)
+
+
+@dataclass
+class LocalOut:
+    """Output of a local pathway over one region: B_i, the cue F_i for the next, and A_i."""
+
+    b: Tensor
+    cue: Tensor
+    attention: Tensor | None
+
+
+class LocalPathway(nn.Module):
+    """Local pathway i (framework.png, middle): encoder -> E_i, PAC_i -> A_i gating E_i,
+    decoder of Residual Blocks and Patch Norm -> decoder features F_i -> B_i (residual over I_i).
+
+    Fully convolutional with a finite receptive field (`radius`), so it gives the same values
+    on a patch with enough halo as on the whole image.
+    """
+
+    def __init__(
+        self,
+        widths: tuple[int, ...],
+        blocks: int,
+        cue_channels: int,
+        n_cues: int,
+        n_attention_cues: int,
+        pac: bool,
+    ) -> None:
+        super().__init__()
+        self.n_cues = n_cues
+        self.stem = conv3x3(3 + n_cues * cue_channels, widths[0])
+        self.encoder = Encoder(widths, blocks)
+        self.pac = PAC(widths[-1], n_attention_cues) if pac else None
+        self.decoder = Decoder(widths, blocks, norm=True)
+        self.head = conv3x3(widths[0], 3)
+        self.cue = nn.Conv2d(widths[0], cue_channels, 1)
+        self.bottleneck_factor = 2 ** (len(widths) - 1)
+
+    def forward(
+        self,
+        x: Tensor,
+        cues: list[Tensor],
+        attention_cues: list[Tensor],
+        stats: list[NormStats] | None,
+    ) -> LocalOut:
+        """`cues` (F_g, F_{i-1}) lie on x's grid, `attention_cues` (A_g, A_{i-1}) on E_i's."""
+        if len(cues) != self.n_cues:
+            raise ValueError(f"local pathway expects {self.n_cues} feature cues, got {len(cues)}")
+        feats = self.encoder(self.stem(torch.cat([x, *cues], dim=1)))
+        a = None
+        if self.pac is not None:
+            a = self.pac(feats[-1], attention_cues)
+            feats[-1] = feats[-1] * a
+        f, _ = self.decoder(feats[-1], feats, stats=stats)
+        return LocalOut(b=x + self.head(f), cue=self.cue(f), attention=a)
+
+    def radius(self) -> int:
+        """Receptive radius in this pathway's pixels (an upper bound, conservative)."""
+        r = 1 + self.encoder.radius() + self.decoder.radius() + 1
+        if self.pac is not None:
+            r += PAC.radius * self.bottleneck_factor
+        return r

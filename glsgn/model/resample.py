@@ -1,0 +1,124 @@
+"""Where a tensor lies in the whole image, and resampling between pathway scales.
+
+Every change of scale inside GLSGN (cues F_g, F_{i-1}, A_g, A_{i-1} handed to a local pathway,
+the up and down steps of the Laplacian pyramid) goes through `resample`, which computes each
+output pixel from *absolute* image coordinates. A patch therefore gets bit-for-bit the values the
+whole image would give it, which is what makes patch-streamed inference equal whole-image inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["Region", "resample", "downscale", "pad_to_multiple"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A box ``(y0, y1, x0, x1)`` inside a grid of ``size = (H, W)``: the whole image at one scale."""
+
+    size: tuple[int, int]
+    box: tuple[int, int, int, int]
+
+    @classmethod
+    def whole(cls, h: int, w: int) -> Region:
+        return cls((h, w), (0, h, 0, w))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        y0, y1, x0, x1 = self.box
+        return y1 - y0, x1 - x0
+
+    def coarser(self, factor: int) -> Region:
+        """The same area in a grid `factor` times coarser; every edge must be divisible."""
+        if any(v % factor for v in (*self.size, *self.box)):
+            raise ValueError(f"{self} is not aligned to a factor of {factor}")
+        return Region(
+            (self.size[0] // factor, self.size[1] // factor), tuple(v // factor for v in self.box)
+        )
+
+    def finer(self, factor: int) -> Region:
+        """The same area in a grid `factor` times finer."""
+        return Region(
+            (self.size[0] * factor, self.size[1] * factor), tuple(v * factor for v in self.box)
+        )
+
+    def expand(self, halo: int) -> Region:
+        """Grow the box by `halo` on each side, clipped to the grid."""
+        y0, y1, x0, x1 = self.box
+        h, w = self.size
+        return Region(
+            self.size, (max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo))
+        )
+
+    def slices(self, inner: Region) -> tuple[slice, slice]:
+        """Index of `inner` (same grid) inside a tensor covering this region."""
+        if inner.size != self.size:
+            raise ValueError(f"{inner} and {self} lie in different grids")
+        (y0, y1, x0, x1), (a0, a1, b0, b1) = self.box, inner.box
+        if not (y0 <= a0 <= a1 <= y1 and x0 <= b0 <= b1 <= x1):
+            raise ValueError(f"{inner} is not inside {self}")
+        return slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0)
+
+    def crop(self, t: Tensor, inner: Region) -> Tensor:
+        """The part of `t` (covering this region) that covers `inner`."""
+        sy, sx = self.slices(inner)
+        return t[..., sy, sx]
+
+
+def _axis(
+    n_src: int, n_dst: int, d0: int, d1: int, s0: int, s1: int, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Bilinear taps along one axis, half-pixel centres (align_corners=False), edges clamped."""
+    y = torch.arange(d0, d1, dtype=torch.float64)
+    s = ((y + 0.5) * (n_src / n_dst) - 0.5).clamp(0, n_src - 1)
+    i0 = s.floor()
+    w = s - i0
+    i1 = (i0 + 1).clamp(max=n_src - 1)
+    # Indices outside the source tensor only occur in a halo, whose values are discarded.
+    i0 = (i0.long() - s0).clamp(0, s1 - s0 - 1)
+    i1 = (i1.long() - s0).clamp(0, s1 - s0 - 1)
+    return i0.to(device), i1.to(device), w.to(device)
+
+
+def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
+    """Resample `t` (covering `src`) onto `dst`: bilinear in absolute coordinates of the two grids.
+
+    Same grid: a plain crop. Exactly 2x coarser: the mean of each 2x2 block.
+    """
+    if src.size == dst.size:
+        return src.crop(t, dst)
+    out = t
+    for axis, (n_s, n_d, d0, d1, s0, s1) in enumerate(
+        (
+            (src.size[0], dst.size[0], dst.box[0], dst.box[1], src.box[0], src.box[1]),
+            (src.size[1], dst.size[1], dst.box[2], dst.box[3], src.box[2], src.box[3]),
+        )
+    ):
+        dim = out.dim() - 2 + axis
+        i0, i1, w = _axis(n_s, n_d, d0, d1, s0, s1, out.device)
+        shape = [1] * out.dim()
+        shape[dim] = -1
+        w = w.to(out.dtype).view(shape)
+        out = out.index_select(dim, i0) * (1 - w) + out.index_select(dim, i1) * w
+    return out
+
+
+def downscale(x: Tensor, factor: int) -> Tensor:
+    """Area downscaling by an integer factor (the image pyramid I_1, I_2, I_3 and the global view I_4)."""
+    if factor == 1:
+        return x
+    return F.avg_pool2d(x, factor)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Replicate-pad bottom and right so both sides divide by `multiple`; returns (padded, (H, W))."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .pathways import GlobalOut, GlobalPathway, LocalOut, LocalPathway
+from .patchnorm import NormStats
 from .pyramid import PyramidFusion
 from .resample import Region, downscale, pad_to_multiple, resample
 
@@ -106,6 +107,18 @@ class GLSGN(nn.Module):
         """Global pathway on I_4, the whole image scaled down by `global_scale`."""
         return self.global_pathway(global_view) if self.global_pathway is not None else None
 
+    def reference_step(
+        self, global_view: Tensor, g: GlobalOut | None, g_region: Region
+    ) -> list[list[NormStats]]:
+        """Each local pathway once on the whole image at the global view's scale: the
+        whole-image statistics its Patch Norm layers then use on every patch."""
+        stats, prev = [], None
+        for k in range(len(self.factors)):
+            o = self.local_step(k, global_view, g_region, g, g_region, prev, None, measure=True)
+            prev = (o.cue, g_region), (o.attention, g_region.coarser(self.bottleneck_factor))
+            stats.append(o.stats)
+        return stats
+
     def local_step(
         self,
         k: int,
@@ -113,20 +126,23 @@ class GLSGN(nn.Module):
         region: Region,
         g: GlobalOut | None,
         g_region: Region | None,
-        prev_cue: tuple[Tensor, Region] | None,
-        prev_attention: tuple[Tensor, Region] | None,
+        prev: tuple[tuple[Tensor, Region], tuple[Tensor | None, Region]] | None,
+        stats: list[NormStats] | None,
+        measure: bool = False,
     ) -> LocalOut:
-        """Local pathway k on `x` covering `region` of its grid; cues resampled to that region."""
+        """Local pathway k on `x` covering `region` of its grid. `prev` holds (F_{k-1} cue,
+        its region) and (A_{k-1}, its region); every cue is resampled to `region`."""
         e_region = region.coarser(self.bottleneck_factor)
         cues, attention_cues = [], []
         if g is not None:
             cues.append(resample(g.cue, g_region, region))
             attention_cues.append(resample(g.attention, g_region, e_region))
         if k > 0:
-            cues.append(resample(prev_cue[0], prev_cue[1], region))
-            if prev_attention is not None:
-                attention_cues.append(resample(prev_attention[0], prev_attention[1], e_region))
-        return self.local_pathways[k](x, cues, attention_cues, g.stats if g is not None else None)
+            (cue, cue_region), (att, att_region) = prev
+            cues.append(resample(cue, cue_region, region))
+            if att is not None:
+                attention_cues.append(resample(att, att_region, e_region))
+        return self.local_pathways[k](x, cues, attention_cues, stats, measure=measure)
 
     def global_only_output(self, x: Tensor, region: Region, g: GlobalOut, g_view: Tensor) -> Tensor:
         """`global_only` baseline: the removed layer I_4 - B_g, up-sampled, taken off the input."""
@@ -166,22 +182,15 @@ class GLSGN(nn.Module):
                 b_global=g.b,
                 a_global=g.attention,
             )
+        stats = self.reference_step(global_view, g, g_region)
         outs: list[tuple[LocalOut, Region]] = []
         for k, f in enumerate(self.factors):
             r_k = region.coarser(f)
-            prev = outs[-1] if outs else None
-            o = self.local_step(
-                k,
-                downscale(x, f),
-                r_k,
-                g,
-                g_region,
-                (prev[0].cue, prev[1]) if prev else None,
-                (prev[0].attention, prev[1].coarser(self.bottleneck_factor))
-                if prev and prev[0].attention is not None
-                else None,
-            )
-            outs.append((o, r_k))
+            prev = None
+            if outs:
+                o, r = outs[-1]
+                prev = (o.cue, r), (o.attention, r.coarser(self.bottleneck_factor))
+            outs.append((self.local_step(k, downscale(x, f), r_k, g, g_region, prev, stats[k]), r_k))
         result = GLSGNOutput(
             b_out=outs[0][0].b,
             b_global=g.b if g is not None else None,

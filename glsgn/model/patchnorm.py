@@ -11,13 +11,13 @@ NormStats = tuple[Tensor, Tensor]  # per-sample, per-channel (mean, variance), s
 
 
 class PatchNorm(nn.Module):
-    """Patch Norm: normalise with whole-image statistics from the global pathway, never the patch's.
+    """Patch Norm: normalise a patch with statistics of the whole image, never the patch's own.
 
-    The global pathway measures the statistics of its own decoder level over the whole
-    scaled-down image (`measure`); every patch of every local pathway is then normalised with
-    those same numbers, so the restoring intensity cannot jump from one patch to the next, and
-    a patch's output does not depend on how the image was cut. Without a global pathway
-    (the ``local_only`` ablation) there is nothing whole-image to borrow: only the affine applies.
+    Before its patches, each local pathway runs once on the whole image at the global view's
+    scale (the reference pass); each Patch Norm layer measures its per-channel mean and variance
+    there (`measure`), and every patch is normalised with those same numbers. The restoring
+    intensity therefore cannot jump from one patch to the next, and a patch's output does not
+    depend on how the image was cut. `stats=None` applies the affine only.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:

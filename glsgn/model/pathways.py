@@ -30,12 +30,11 @@ class SpatialAttention(nn.Module):
 
 @dataclass
 class GlobalOut:
-    """What the global pathway hands on: B_g, the cue F_g, A_g and the Patch Norm statistics."""
+    """What the global pathway hands on: B_g, the cue F_g and A_g."""
 
     b: Tensor
     cue: Tensor
     attention: Tensor
-    stats: list[NormStats]
 
 
 class GlobalPathway(nn.Module):
@@ -56,10 +55,10 @@ class GlobalPathway(nn.Module):
 
     def forward(self, x: Tensor) -> GlobalOut:
         feats = self.encoder(self.stem(x))
-        f, stats = self.decoder(feats[-1], feats, measure=True)
+        f, _ = self.decoder(feats[-1], feats, measure=True)  # whole image: its own statistics
         a = self.attention(f)
         b = x + self.tail(f * a)
-        return GlobalOut(b=b, cue=self.cue(f), attention=a, stats=stats)
+        return GlobalOut(b=b, cue=self.cue(f), attention=a)
 
 
 @dataclass
@@ -69,6 +68,7 @@ class LocalOut:
     b: Tensor
     cue: Tensor
     attention: Tensor | None
+    stats: list[NormStats]  # what its Patch Norm layers used
 
 
 class LocalPathway(nn.Module):
@@ -104,8 +104,12 @@ class LocalPathway(nn.Module):
         cues: list[Tensor],
         attention_cues: list[Tensor],
         stats: list[NormStats] | None,
+        measure: bool = False,
     ) -> LocalOut:
-        """`cues` (F_g, F_{i-1}) lie on x's grid, `attention_cues` (A_g, A_{i-1}) on E_i's."""
+        """`cues` (F_g, F_{i-1}) lie on x's grid, `attention_cues` (A_g, A_{i-1}) on E_i's.
+
+        Patch Norm uses `stats`, or with `measure` (x is the whole image) measures its own.
+        """
         if len(cues) != self.n_cues:
             raise ValueError(f"local pathway expects {self.n_cues} feature cues, got {len(cues)}")
         feats = self.encoder(self.stem(torch.cat([x, *cues], dim=1)))
@@ -113,8 +117,8 @@ class LocalPathway(nn.Module):
         if self.pac is not None:
             a = self.pac(feats[-1], attention_cues)
             feats[-1] = feats[-1] * a
-        f, _ = self.decoder(feats[-1], feats, stats=stats)
-        return LocalOut(b=x + self.head(f), cue=self.cue(f), attention=a)
+        f, used = self.decoder(feats[-1], feats, stats=stats, measure=measure)
+        return LocalOut(b=x + self.head(f), cue=self.cue(f), attention=a, stats=used)
 
     def radius(self) -> int:
         """Receptive radius in this pathway's pixels (an upper bound, conservative)."""

@@ -1,0 +1,246 @@
+"""Seam-free restoration of a whole UHR image by streaming patches.
+
+Every local pathway (and the pyramid fusion) is fully convolutional with a known receptive
+radius. Each patch is processed with a halo of at least that radius and only its centre is
+kept, so the result equals running each pathway on the whole image at once, whatever the patch
+grid. Peak memory is a few full-resolution buffers plus one patch's activations; the global
+pathway runs once on the whole scaled-down image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .model import GLSGN, FullResNet
+from .model.resample import Region, downscale, pad_to_multiple, resample
+
+__all__ = ["restore", "resolve_device", "tiles"]
+
+log = logging.getLogger(__name__)
+
+_AMP = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> cuda when available, else cpu; a clear error for cuda without a GPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device")
+    return dev
+
+
+def tiles(grid: Region, size: int) -> Iterator[Region]:
+    """Patches of `size` covering a whole grid, row by row; the last row and column may be smaller."""
+    h, w = grid.size
+    for y in range(0, h, size):
+        for x in range(0, w, size):
+            yield Region(grid.size, (y, min(h, y + size), x, min(w, x + size)))
+
+
+def _round_up(v: int, m: int) -> int:
+    return int(math.ceil(v / m) * m)
+
+
+def _as_image(image: Tensor | np.ndarray) -> Tensor:
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not isinstance(image, Tensor):
+        raise TypeError(f"image: expected a torch.Tensor or numpy array, got {type(image).__name__}")
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
+        raise ValueError(f"image: expected shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise TypeError(f"image: expected floating point values in [0, 1], got {image.dtype}")
+    if image.shape[-1] < 1 or image.shape[-2] < 1:
+        raise ValueError(f"image: empty image of shape {tuple(image.shape)}")
+    image = image.detach().to("cpu", torch.float32)
+    if not torch.isfinite(image).all():
+        raise ValueError("image: contains NaN or infinite values")
+    return image
+
+
+@torch.no_grad()
+def restore(
+    model: nn.Module,
+    image: Tensor | np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    patch_size: int | None = None,
+    halo: int | None = None,
+    progress: bool = True,
+) -> Tensor:
+    """Restore one image of any size: (3, H, W) or (1, 3, H, W) in [0, 1] -> (3, H, W) float32.
+
+    `patch_size` and `halo` default to the model config's (halo: the receptive radius); they
+    change memory and speed, never the result. `precision` 'bf16' / 'fp16' autocast on cuda.
+    """
+    if precision not in _AMP:
+        raise ValueError(f"precision: expected one of {', '.join(_AMP)}, got {precision!r}")
+    dev = resolve_device(device)
+    if _AMP[precision] is not None and dev.type != "cuda":
+        raise ValueError(f"precision {precision!r} (autocast) is supported on cuda only, not {dev}")
+    if not isinstance(model, (GLSGN, FullResNet)):
+        raise TypeError(f"model: expected GLSGN or FullResNet, got {type(model).__name__}")
+    cfg = model.cfg
+    patch = patch_size if patch_size is not None else cfg.patch_size
+    if not isinstance(patch, int) or patch < 2 * cfg.align or patch % cfg.align:
+        raise ValueError(f"patch_size: expected a multiple of {cfg.align} >= {2 * cfg.align}, "
+                         f"got {patch!r}")
+    if halo is not None and (not isinstance(halo, int) or halo < 0):
+        raise ValueError(f"halo: expected an int >= 0, got {halo!r}")
+    halo = halo if halo is not None else cfg.halo
+
+    x = _as_image(image)
+    was_training = model.training
+    model.eval().to(dev)
+    amp = (
+        torch.autocast(dev.type, dtype=_AMP[precision])
+        if _AMP[precision] is not None
+        else contextlib.nullcontext()
+    )
+    try:
+        with amp:
+            xp, (h, w) = pad_to_multiple(x, model.pad_multiple)
+            if isinstance(model, FullResNet):
+                out = _stream_fullres(model, xp, patch, halo, dev, progress)
+            else:
+                out = _stream_glsgn(model, xp, patch, halo, dev, progress)
+    finally:
+        model.train(was_training)
+    return out[0, :, :h, :w]
+
+
+def _halo(radius: int, override: int | None, align: int) -> int:
+    return _round_up(radius if override is None else override, align)
+
+
+def _run_tiles(
+    grid: Region, patch: int, halo: int, fn, bar: tqdm
+) -> None:
+    for tile in tiles(grid, patch):
+        fn(tile, tile.expand(halo))
+        bar.update()
+
+
+def _count(grid: Region, patch: int) -> int:
+    return math.ceil(grid.size[0] / patch) * math.ceil(grid.size[1] / patch)
+
+
+def _stream_fullres(
+    model: FullResNet, xp: Tensor, patch: int, halo: int | None, dev: torch.device, progress: bool
+) -> Tensor:
+    grid = Region.whole(*xp.shape[-2:])
+    hl = _halo(model.radius(), halo, model.cfg.align)
+    out = torch.empty_like(xp)
+    log.info("restore fullres on %s: %s px, patch %d, halo %d", dev, grid.size, patch, hl)
+
+    def step(tile: Region, ext: Region) -> None:
+        y = model.net(grid.crop(xp, ext).to(dev))
+        out[..., tile.box[0] : tile.box[1], tile.box[2] : tile.box[3]] = ext.crop(y, tile).float().cpu()
+
+    with tqdm(total=_count(grid, patch), desc="restore", unit="patch", disable=not progress) as bar:
+        _run_tiles(grid, patch, hl, step, bar)
+    return out
+
+
+def _put(buf: Tensor, region: Region, value: Tensor) -> None:
+    y0, y1, x0, x1 = region.box
+    buf[..., y0:y1, x0:x1] = value.to(buf.device, buf.dtype)
+
+
+def _stream_glsgn(
+    model: GLSGN, xp: Tensor, patch: int, halo: int | None, dev: torch.device, progress: bool
+) -> Tensor:
+    cfg = model.cfg
+    full = Region.whole(*xp.shape[-2:])
+    g_view = downscale(xp, model.global_factor).to(dev)
+    g = model.global_step(g_view)
+    if g is not None:  # resampling below stays in float32, whatever the autocast
+        g.b, g.cue, g.attention = g.b.float(), g.cue.float(), g.attention.float()
+    g_region = model.global_region(full)
+    stats = model.reference_step(g_view, g, g_region) if model.factors else []
+    fusion_patch = _round_up(2 * patch, 2 * max(model.factors, default=1))
+    grids = [full.coarser(f) for f in model.factors]
+    total = sum(_count(r, patch) for r in grids) + _count(full, fusion_patch)
+    log.info(
+        "restore %s on %s: %s px, pathways at 1/%s, patch %d, global view %s",
+        cfg.variant, dev, full.size, model.factors, patch, g_region.size,
+    )
+    bar = tqdm(total=total, desc="restore", unit="patch", disable=not progress)
+    out = torch.empty_like(xp)
+
+    if not model.factors:  # global_only: pointwise, no halo needed
+        def global_only(tile: Region, ext: Region) -> None:
+            _put(out, tile, model.global_only_output(full.crop(xp, tile).to(dev), tile, g, g_view))
+
+        _run_tiles(full, fusion_patch, 0, global_only, bar)
+        bar.close()
+        return out
+
+    bf = model.bottleneck_factor
+    b_bufs: list[Tensor] = []
+    prev_cue: Tensor | None = None  # cue F_{k-1}, already on grid k, whole
+    prev_att: tuple[Tensor | None, Region] | None = None  # A_{k-1} on E_{k-1}'s grid, whole
+    for k, grid in enumerate(grids):
+        hl = _halo(model.local_radius(k), halo, cfg.align)
+        nxt = grids[k + 1] if k + 1 < len(grids) else None
+        b_buf = torch.empty(1, 3, *grid.size)
+        cue_buf = torch.empty(1, cfg.cue_channels, *nxt.size) if nxt is not None else None
+        e_grid = grid.coarser(bf)
+        att_buf = torch.empty(1, 1, *e_grid.size, device=dev) if model.cfg.pac else None
+        x_k = downscale(xp, model.factors[k])
+        ratio = model.factors[k + 1] // model.factors[k] if nxt is not None else 1
+
+        def step(tile: Region, ext: Region, k=k, x_k=x_k, b_buf=b_buf, cue_buf=cue_buf,
+                 att_buf=att_buf, nxt=nxt, grid=grid, ratio=ratio) -> None:
+            o = model.local_step(
+                k,
+                grid.crop(x_k, ext).to(dev),
+                ext,
+                g,
+                g_region,
+                ((grid.crop(prev_cue, ext).to(dev), ext), prev_att) if k else None,
+                stats[k],
+            )
+            _put(b_buf, tile, ext.crop(o.b, tile))
+            if cue_buf is not None:
+                dst = Region(nxt.size, tuple(v // ratio for v in tile.box))
+                _put(cue_buf, dst, resample(o.cue.float(), ext, dst))
+            if att_buf is not None:
+                _put(att_buf, tile.coarser(bf), ext.coarser(bf).crop(o.attention, tile.coarser(bf)))
+
+        _run_tiles(grid, patch, hl, step, bar)
+        b_bufs.append(b_buf)
+        prev_cue = cue_buf
+        prev_att = (att_buf, e_grid)
+
+    if model.fusion is None:  # no_pyramid: B_1 is the output
+        bar.update(_count(full, fusion_patch))
+        bar.close()
+        return b_bufs[0]
+
+    hf = _round_up(model.fusion_radius(), 2 * model.factors[-1])
+    bg = (g.b, g_region) if g is not None else None
+
+    def fuse(tile: Region, ext: Region) -> None:
+        bs = []
+        for f, buf in zip(model.factors, b_bufs):
+            r = ext.coarser(f)
+            bs.append((Region.whole(*buf.shape[-2:]).crop(buf, r).to(dev), r))
+        _put(out, tile, ext.crop(model.fusion(bs, bg).b, tile))
+
+    _run_tiles(full, fusion_patch, hf, fuse, bar)
+    bar.close()
+    return out

@@ -144,7 +144,8 @@ def _stream_fullres(
     grid = Region.whole(*xp.shape[-2:])
     hl = _halo(model.radius(), halo, model.cfg.align)
     out = torch.empty_like(xp)
-    log.info("restore fullres on %s: %s px, patch %d, halo %d", dev, grid.size, patch, hl)
+    log.info("restore fullres on %s: padded to %dx%d, patch %d, halo %d", dev, grid.size[1],
+             grid.size[0], patch, hl)
 
     def step(tile: Region, ext: Region) -> None:
         y = model.net(grid.crop(xp, ext).to(dev))
@@ -175,8 +176,9 @@ def _stream_glsgn(
     grids = [full.coarser(f) for f in model.factors]
     total = sum(_count(r, patch) for r in grids) + _count(full, fusion_patch)
     log.info(
-        "restore %s on %s: %s px, pathways at 1/%s, patch %d, global view %s",
-        cfg.variant, dev, full.size, model.factors, patch, g_region.size,
+        "restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view %dx%d",
+        cfg.variant, dev, full.size[1], full.size[0], model.factors, patch, g_region.size[1],
+        g_region.size[0],
     )
     bar = tqdm(total=total, desc="restore", unit="patch", disable=not progress)
     out = torch.empty_like(xp)

@@ -1,0 +1,113 @@
+"""Checkpoints: weights, the model config that built them and versions, in one file.
+
+Written atomically (temporary file, then rename) and read with ``torch.load(weights_only=True)``,
+so loading a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .config import ConfigError, ModelConfig, from_dict
+from .model import build_model
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT"]
+
+FORMAT = "glsgn-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, corrupt or does not fit; the message names the file."""
+
+
+def _plain(v: Any) -> Any:
+    return [_plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict | None = None) -> None:
+    """Save `model` (built from `model.cfg`) and `extra` (plain data, tensors) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": {k: _plain(v) for k, v in dataclasses.asdict(model.cfg).items()},
+        "state_dict": model.state_dict(),
+        "versions": {
+            "glsgn": __version__,
+            "torch": str(torch.__version__),
+            "python": platform.python_version(),
+        },
+        "extra": extra or {},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    expect: ModelConfig | None = None,
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint was saved from; returns (model, payload without weights).
+
+    With `expect`, a checkpoint whose architecture differs is an error naming the keys
+    (`patch_size` and `halo` only change how inference streams, so they may differ).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""]
+        reason = next((ln for ln in lines if ln.startswith("WeightsUnpickler")), lines[0])
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupt, truncated, or holding objects that "
+            f"weights_only loading refuses): {type(e).__name__}: {reason}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a glsgn checkpoint (no '{FORMAT}' header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {payload.get('format_version')!r}, "
+            f"this glsgn reads version {FORMAT_VERSION}"
+        )
+    try:
+        cfg = from_dict(ModelConfig, payload.get("model_config"), "model")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: stored model config is not valid here: {e}") from None
+    diffs = [
+        f"{f.name}: checkpoint {getattr(cfg, f.name)!r}, expected {getattr(expect, f.name)!r}"
+        for f in dataclasses.fields(ModelConfig)
+        if expect is not None
+        and f.name not in ("patch_size", "halo")
+        and getattr(cfg, f.name) != getattr(expect, f.name)
+    ]
+    if diffs:
+        raise CheckpointError(f"{path}: model config differs: " + "; ".join(diffs))
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path}: weights do not fit the stored model config: {e}") from None
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, meta

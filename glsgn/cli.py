@@ -1,0 +1,138 @@
+"""Command line: `glsgn restore IMAGES... -o OUTDIR --checkpoint CKPT` (also `python -m glsgn`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .data.io import ImageError, read_image, write_image
+from .restore import resolve_device, restore
+
+log = logging.getLogger("glsgn")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glsgn", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser(
+        "restore",
+        help="restore images of any size (4K, 8K) patch by patch, without seams",
+        description="Restore images with a trained checkpoint. Outputs keep the input's file "
+        "name, format, bit depth, alpha and grayscale-ness; inputs are never overwritten.",
+    )
+    r.add_argument("images", nargs="+", type=Path, help="input images (PNG, JPEG, TIFF, ...)")
+    r.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results")
+    r.add_argument("--checkpoint", type=Path, required=True, help="a glsgn checkpoint (.pt)")
+    r.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast precision on cuda (default fp32)")
+    r.add_argument("--patch-size", type=_positive_int, default=None,
+                   help="patch side in pixels (memory vs speed; the result does not change)")
+    r.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _plan(images: list[Path], outdir: Path, overwrite: bool) -> list[tuple[Path, Path | None, str]]:
+    """(input, output, problem) for each image; a problem means the image is skipped."""
+    inputs = {p.resolve() for p in images if p.exists()}
+    seen: dict[Path, Path] = {}
+    plan = []
+    for src in images:
+        dst = outdir / src.name
+        key = dst.resolve()
+        if key in inputs:
+            plan.append((src, None, f"output {dst} would overwrite an input; choose another -o"))
+        elif key in seen:
+            plan.append((src, None, f"output {dst} is already the output of {seen[key]}"))
+        elif dst.exists() and not overwrite:
+            plan.append((src, None, f"output {dst} exists (use --overwrite to replace it)"))
+        else:
+            seen[key] = src
+            plan.append((src, dst, ""))
+    return plan
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    try:
+        device = resolve_device(args.device)
+        model, meta = load_checkpoint(args.checkpoint)
+    except (CheckpointError, ValueError, RuntimeError) as e:
+        print(f"glsgn restore: error: {e}", file=sys.stderr)
+        return 2
+    cfg = model.cfg
+    log.info(
+        "checkpoint %s: %s, widths %s, trained with glsgn %s; device %s, precision %s",
+        args.checkpoint, cfg.variant, list(cfg.widths), meta["versions"].get("glsgn"), device,
+        args.precision,
+    )
+    if args.patch_size is not None:
+        try:
+            dataclasses.replace(cfg, patch_size=args.patch_size).validate()
+        except ValueError as e:
+            print(f"glsgn restore: error: --patch-size: {e}", file=sys.stderr)
+            return 2
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    plan = _plan(args.images, args.outdir, args.overwrite)
+    for src, dst, problem in plan:
+        if problem:
+            print(f"glsgn restore: error: {src}: {problem}", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            img = read_image(src)
+            t0 = time.perf_counter()
+            out = restore(
+                model,
+                torch.from_numpy(img.rgb).permute(2, 0, 1),
+                device=device,
+                precision=args.precision,
+                patch_size=args.patch_size,
+                progress=not args.quiet,
+            )
+            write_image(
+                dst,
+                out.permute(1, 2, 0).numpy(),
+                alpha=img.alpha,
+                bit_depth=img.bit_depth,
+                grayscale=img.grayscale,
+            )
+            h, w = img.rgb.shape[:2]
+            log.info("%s -> %s (%dx%d, %d-bit, %.1f s)", src, dst, w, h, img.bit_depth,
+                     time.perf_counter() - t0)
+        except (ImageError, ValueError, RuntimeError, OSError) as e:
+            msg = str(e) if str(e).startswith(str(src)) else f"{src}: {e}"
+            print(f"glsgn restore: error: {msg}", file=sys.stderr)
+            failed += 1
+    done = len(plan) - failed
+    print(f"restored {done} of {len(plan)} image(s) into {args.outdir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    return {"restore": cmd_restore}[args.command](args)

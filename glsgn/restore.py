@@ -169,7 +169,8 @@ def _stream_glsgn(
     g_view = downscale(xp, model.global_factor).to(dev)
     g = model.global_step(g_view)
     if g is not None:  # resampling below stays in float32, whatever the autocast
-        g.b, g.cue, g.attention = g.b.float(), g.cue.float(), g.attention.float()
+        g.b, g.attention = g.b.float(), g.attention.float()
+        g.cue = g.cue.float() if g.cue is not None else None
     g_region = model.global_region(full)
     stats = model.reference_step(g_view, g, g_region) if model.factors else []
     fusion_patch = _round_up(2 * patch, 2 * max(model.factors, default=1))

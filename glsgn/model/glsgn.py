@@ -51,7 +51,9 @@ class GLSGN(nn.Module):
         self.global_factor = cfg.global_scale
         self.bottleneck_factor = 2 ** (len(cfg.widths) - 1)
         self.global_pathway = (
-            GlobalPathway(cfg.widths, cfg.blocks, cfg.cue_channels) if cfg.global_pathway else None
+            GlobalPathway(cfg.widths, cfg.blocks, cfg.cue_channels, hands_on=cfg.local_pathways)
+            if cfg.global_pathway
+            else None
         )
         has_g = cfg.global_pathway
         self.local_pathways = nn.ModuleList(
@@ -62,6 +64,7 @@ class GLSGN(nn.Module):
                 n_cues=int(has_g) + int(i > 0),
                 n_attention_cues=int(has_g) + int(i > 0),
                 pac=cfg.pac,
+                hands_on=i + 1 < len(self.factors),
             )
             for i in range(len(self.factors))
         )

@@ -33,7 +33,7 @@ class GlobalOut:
     """What the global pathway hands on: B_g, the cue F_g and A_g."""
 
     b: Tensor
-    cue: Tensor
+    cue: Tensor | None  # None without local pathways (global_only)
     attention: Tensor
 
 
@@ -44,21 +44,23 @@ class GlobalPathway(nn.Module):
     gated by A_g and one more block gives B_g (residual over I_4).
     """
 
-    def __init__(self, widths: tuple[int, ...], blocks: int, cue_channels: int) -> None:
+    def __init__(
+        self, widths: tuple[int, ...], blocks: int, cue_channels: int, hands_on: bool = True
+    ) -> None:
         super().__init__()
         self.stem = conv3x3(3, widths[0])
         self.encoder = Encoder(widths, blocks)
         self.decoder = Decoder(widths, blocks, norm=True)
         self.attention = SpatialAttention()
         self.tail = nn.Sequential(ResBlock(widths[0]), conv3x3(widths[0], 3))
-        self.cue = nn.Conv2d(widths[0], cue_channels, 1)
+        self.cue = nn.Conv2d(widths[0], cue_channels, 1) if hands_on else None
 
     def forward(self, x: Tensor) -> GlobalOut:
         feats = self.encoder(self.stem(x))
         f, _ = self.decoder(feats[-1], feats, measure=True)  # whole image: its own statistics
         a = self.attention(f)
         b = x + self.tail(f * a)
-        return GlobalOut(b=b, cue=self.cue(f), attention=a)
+        return GlobalOut(b=b, cue=self.cue(f) if self.cue is not None else None, attention=a)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class LocalOut:
     """Output of a local pathway over one region: B_i, the cue F_i for the next, and A_i."""
 
     b: Tensor
-    cue: Tensor
+    cue: Tensor | None  # None for the last pathway: nothing follows it
     attention: Tensor | None
     stats: list[NormStats]  # what its Patch Norm layers used
 
@@ -87,6 +89,7 @@ class LocalPathway(nn.Module):
         n_cues: int,
         n_attention_cues: int,
         pac: bool,
+        hands_on: bool,
     ) -> None:
         super().__init__()
         self.n_cues = n_cues
@@ -95,7 +98,7 @@ class LocalPathway(nn.Module):
         self.pac = PAC(widths[-1], n_attention_cues) if pac else None
         self.decoder = Decoder(widths, blocks, norm=True)
         self.head = conv3x3(widths[0], 3)
-        self.cue = nn.Conv2d(widths[0], cue_channels, 1)
+        self.cue = nn.Conv2d(widths[0], cue_channels, 1) if hands_on else None
         self.bottleneck_factor = 2 ** (len(widths) - 1)
 
     def forward(
@@ -118,7 +121,8 @@ class LocalPathway(nn.Module):
             a = self.pac(feats[-1], attention_cues)
             feats[-1] = feats[-1] * a
         f, used = self.decoder(feats[-1], feats, stats=stats, measure=measure)
-        return LocalOut(b=x + self.head(f), cue=self.cue(f), attention=a, stats=used)
+        cue = self.cue(f) if self.cue is not None else None
+        return LocalOut(b=x + self.head(f), cue=cue, attention=a, stats=used)
 
     def radius(self) -> int:
         """Receptive radius in this pathway's pixels (an upper bound, conservative)."""

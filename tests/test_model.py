@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from glsgn.model import GLSGN, FullResNet, build_model
+from glsgn.model.pac import PAC
+from glsgn.model.resample import Region, downscale, pad_to_multiple
+
+from .conftest import TINY, VARIANTS
+
+SIZES = [(1, 1), (5, 7), (37, 53), (96, 64), (64, 150)]  # tiny, odd, portrait, landscape
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("hw", SIZES)
+def test_output_shapes(name, hw):
+    model = build_model(VARIANTS[name]).eval()
+    x = torch.rand(2, 3, *hw)
+    with torch.no_grad():
+        out = model(x)
+    assert out.b_out.shape == x.shape
+    assert torch.isfinite(out.b_out).all()
+    if isinstance(model, GLSGN) and model.factors:
+        assert len(out.b_local) == len(model.factors)
+        for b, f in zip(out.b_local, model.factors):
+            assert b.shape[-2:] == (-(-hw[0] // f), -(-hw[1] // f))
+
+
+def test_full_model_exposes_every_intermediate():
+    model = build_model(TINY).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 96))
+    assert out.b_global.shape == (1, 3, 16, 24)  # global view: scale 1/4
+    assert out.a_global.shape == (1, 1, 16, 24) and 0 < out.a_global.min() <= out.a_global.max() < 1
+    assert [tuple(b.shape[-2:]) for b in out.b_local] == [(64, 96), (32, 48), (16, 24)]
+    assert [tuple(a.shape[-2:]) for a in out.a_local] == [(16, 24), (8, 12), (4, 6)]  # E_i grid
+    assert len(out.bands) == len(out.masks) == 3
+    for m in out.masks:
+        assert 0 <= m.min() and m.max() <= 1
+
+
+def test_ablation_switches_remove_their_blocks():
+    parts = {
+        name: {type(m).__name__ for m in build_model(cfg).modules()}
+        for name, cfg in VARIANTS.items()
+    }
+    assert "PAC" in parts["full"] and "PAC" not in parts["no_pac"]
+    assert "PyramidFusion" in parts["full"] and "PyramidFusion" not in parts["no_pyramid"]
+    assert "GlobalPathway" not in parts["local_only"] and "LocalPathway" in parts["local_only"]
+    assert "LocalPathway" not in parts["global_only"] and "GlobalPathway" in parts["global_only"]
+    assert parts["fullres"].isdisjoint({"GlobalPathway", "LocalPathway", "PyramidFusion"})
+
+
+def test_fullres_baseline_has_about_glsgn_parameter_count():
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    g, f = n(build_model(TINY)), n(build_model(VARIANTS["fullres"]))
+    assert abs(f - g) / g < 0.15, (f, g)
+
+
+def _silent(model):
+    return [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+
+
+def test_gradients_of_b_out_reach_every_pathway():
+    """Every pathway, PAC, Patch Norm and the fusion take part in B_out."""
+    model = build_model(TINY)
+    model(torch.rand(1, 3, 64, 64)).b_out.square().mean().backward()
+    assert not _silent(model)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_parameter_gets_a_gradient_from_the_outputs(name):
+    """With the per-pathway outputs that training supervises, no parameter is dead weight."""
+    model = build_model(VARIANTS[name])
+    out = model(torch.rand(1, 3, 64, 64))
+    parts = [out.b_out, *out.b_local] + ([out.b_global] if out.b_global is not None else [])
+    sum(p.square().mean() for p in parts).backward()
+    assert not _silent(model)
+
+
+def test_training_form_with_whole_region_equals_whole_image_forward():
+    model = build_model(TINY).eval()
+    x = torch.rand(1, 3, 64, 96)
+    region = Region.whole(64, 96)
+    with torch.no_grad():
+        whole = model(x)
+        crop = model(x, global_view=downscale(x, model.global_factor), region=region)
+    torch.testing.assert_close(crop.b_out, whole.b_out, rtol=0, atol=1e-6)
+
+
+def test_training_form_crop_sees_the_global_view_of_the_whole_image():
+    """A crop's output depends on the rest of the image only through the global view."""
+    model = build_model(TINY).eval()
+    x = torch.rand(1, 3, 64, 128)
+    region = Region((64, 128), (0, 64, 0, 64))
+    crop = x[..., :, :64]
+    other = x.clone()
+    other[..., :, 64:] = 0  # change what lies outside the crop
+    with torch.no_grad():
+        a = model(crop, global_view=downscale(x, 4), region=region).b_out
+        b = model(crop, global_view=downscale(other, 4), region=region).b_out
+        c = model(crop, global_view=downscale(x, 4), region=region).b_out
+    assert (a - b).abs().max() > 1e-4
+    torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+
+def test_training_form_rejects_unaligned_crops():
+    model = build_model(TINY)
+    x = torch.rand(1, 3, 30, 30)
+    with pytest.raises(ValueError, match="aligned"):
+        model(x, global_view=torch.rand(1, 3, 16, 16), region=Region((64, 64), (2, 32, 2, 32)))
+    with pytest.raises(ValueError, match="without region"):
+        model(x, global_view=torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model(torch.rand(3, 32, 32))
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_local_receptive_radius_is_an_upper_bound(k):
+    """Perturb one input pixel: nothing changes farther away than the stated radius."""
+    model = build_model(TINY).eval()
+    pathway = model.local_pathways[k]
+    r = pathway.radius()
+    size = 2 * r + 64
+    x = torch.rand(1, 3, size, size)
+    cues = [torch.rand(1, TINY.cue_channels, size, size) for _ in range(pathway.n_cues)]
+    e = size // model.bottleneck_factor
+    att = [torch.rand(1, 1, e, e) for _ in range(pathway.pac.n_cues)] if pathway.pac else []
+    stats = [(torch.zeros(1, w, 1, 1), torch.ones(1, w, 1, 1)) for w in TINY.widths]
+    with torch.no_grad():
+        y0 = pathway(x, cues, att, stats).b
+        c = size // 2
+        x[..., c, c] += 1.0
+        y1 = pathway(x, cues, att, stats).b
+    changed = (y1 - y0).abs().amax(dim=(0, 1)) > 0
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    assert len(ys) > 0
+    reach = max((ys - c).abs().max().item(), (xs - c).abs().max().item())
+    assert reach <= r, (reach, r)
+    assert reach >= r // 3  # the bound is not wildly loose
+
+
+def test_pac_needs_its_cues():
+    pac = PAC(8, 2)
+    with pytest.raises(ValueError, match="2 attention cues"):
+        pac(torch.rand(1, 8, 4, 4), [torch.rand(1, 1, 4, 4)])
+
+
+def test_build_model_dispatches_on_arch():
+    assert isinstance(build_model(TINY), GLSGN)
+    assert isinstance(build_model(dataclasses.replace(TINY, arch="fullres")), FullResNet)
+
+
+def test_pad_to_multiple_replicates_edges():
+    x = torch.arange(6.0).view(1, 1, 2, 3)
+    y, hw = pad_to_multiple(x, 4)
+    assert hw == (2, 3) and y.shape == (1, 1, 4, 4)
+    assert y[0, 0, 3, 3] == x[0, 0, 1, 2] and y[0, 0, 0, 3] == x[0, 0, 0, 2]

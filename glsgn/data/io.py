@@ -252,7 +252,8 @@ def write_image(
                 raise ImageError(f"{path}: PNG encoder failed")
             buf.write(enc.tobytes())
         else:
-            kwargs = {"quality": 95} if ext in (".jpg", ".jpeg") else {}
+            # 4:4:4 chroma: a restored image should not lose colour detail on the way out
+            kwargs = {"quality": 95, "subsampling": 0} if ext in (".jpg", ".jpeg") else {}
             Image.fromarray(a).save(buf, format=Image.registered_extensions().get(ext), **kwargs)
     except ImageError:
         raise

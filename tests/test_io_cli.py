@@ -1,0 +1,278 @@
+"""Every kind of image a user may bring, through glsgn.data.io and the `glsgn restore` CLI.
+
+An identity checkpoint (no pyramid, zero output head: B_out = B_1 = input) makes the CLI's
+output comparable with its input bit for bit, so these tests see exactly what IO does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image, ImageOps
+
+from glsgn.checkpoint import save_checkpoint
+from glsgn.cli import main
+from glsgn.data.io import ImageError, read_image, write_image
+from glsgn.model import build_model
+
+from .conftest import TINY
+
+RNG = np.random.default_rng(0)
+H, W = 37, 53
+
+
+def _u8(*shape):
+    return RNG.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def _u16(*shape):
+    return RNG.integers(0, 65536, size=shape, dtype=np.uint16)
+
+
+@pytest.fixture(scope="module")
+def identity_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY, pyramid=False))
+    with torch.no_grad():
+        model.local_pathways[0].head.weight.zero_()
+        model.local_pathways[0].head.bias.zero_()
+    path = tmp_path_factory.mktemp("ckpt") / "identity.pt"
+    save_checkpoint(path, model)
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "random.pt"
+    save_checkpoint(path, build_model(TINY))
+    return path
+
+
+def _exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+# name -> (writer(path), expected pixels as read back upright, bit depth, gray, alpha)
+def _cases():
+    rgb8, gray8, rgba8, la8 = _u8(H, W, 3), _u8(H, W), _u8(H, W, 4), _u8(H, W, 2)
+    rgb16, gray16, rgba16 = _u16(H, W, 3), _u16(H, W), _u16(H, W, 4)
+    palette = _u8(H, W) % 16
+    pal_colors = _u8(16, 3)
+    cmyk = _u8(H, W, 4)
+
+    def pil(arr, mode=None, **kw):
+        return lambda p: Image.fromarray(arr, mode).save(p, **kw) if mode else Image.fromarray(
+            arr).save(p, **kw)
+
+    def pal(p, transparent=False):
+        im = Image.fromarray(palette, "P")
+        im.putpalette(pal_colors.flatten().tolist())
+        im.save(p, **({"transparency": 3} if transparent else {}))
+
+    pal_rgb = pal_colors[palette]
+    pal_rgba = np.concatenate([pal_rgb, np.where(palette == 3, 0, 255)[..., None]], 2).astype(
+        np.uint8)
+
+    def cv2_write(arr):
+        def w(p):
+            bgr = arr[..., [2, 1, 0, 3]] if arr.ndim == 3 and arr.shape[2] == 4 else (
+                arr[..., ::-1] if arr.ndim == 3 else arr)
+            assert cv2.imwrite(str(p), np.ascontiguousarray(bgr))
+        return w
+
+    rot = np.rot90(rgb16, -1)  # EXIF orientation 6: rotate 90 degrees clockwise
+    return {
+        "rgb8.png": (pil(rgb8), rgb8, 8, False, False),
+        "gray8.png": (pil(gray8), gray8, 8, True, False),
+        "rgba8.png": (pil(rgba8), rgba8, 8, False, True),
+        "la8.png": (pil(la8, "LA"), la8, 8, True, True),
+        "palette.png": (pal, pal_rgb, 8, False, False),
+        "palette_transparent.png": (lambda p: pal(p, True), pal_rgba, 8, False, True),
+        "rgb16.png": (cv2_write(rgb16), rgb16, 16, False, False),
+        "gray16.png": (cv2_write(gray16), gray16, 16, True, False),
+        "rgba16.png": (cv2_write(rgba16), rgba16, 16, False, True),
+        "rgb8.tif": (lambda p: tifffile.imwrite(p, rgb8, photometric="rgb"), rgb8, 8, False, False),
+        "rgb16.tif": (lambda p: tifffile.imwrite(p, rgb16, photometric="rgb"), rgb16, 16, False,
+                      False),
+        "gray16.tif": (lambda p: tifffile.imwrite(p, gray16, photometric="minisblack"), gray16, 16,
+                       True, False),
+        "rgba16.tif": (lambda p: tifffile.imwrite(p, rgba16, photometric="rgb",
+                                                  extrasamples=["unassalpha"]), rgba16, 16, False,
+                       True),
+        "rot16.tif": (lambda p: tifffile.imwrite(p, rgb16, photometric="rgb",
+                                                 extratags=[(274, "H", 1, 6, False)]), rot, 16,
+                      False, False),
+        "cmyk.tif": (pil(cmyk, "CMYK"), np.asarray(Image.fromarray(cmyk, "CMYK").convert("RGB")),
+                     8, False, False),
+    }
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_read_then_write_round_trips_exactly(tmp_path, name):
+    writer, expected, bits, gray, alpha = CASES[name]
+    src = tmp_path / name
+    writer(src)
+    img = read_image(src)
+    assert (img.bit_depth, img.grayscale, img.alpha is not None) == (bits, gray, alpha)
+    top = 2**bits - 1
+    color = expected if expected.ndim == 2 else expected[..., : (1 if gray else 3)]
+    got = img.rgb[..., 0] if gray else img.rgb
+    np.testing.assert_array_equal(np.round(got * top), color.squeeze().astype(np.float64))
+    if alpha:
+        np.testing.assert_array_equal(np.round(img.alpha * top), expected[..., -1])
+    dst = tmp_path / ("out_" + name)
+    write_image(dst, img.rgb, alpha=img.alpha, bit_depth=bits, grayscale=gray)
+    again = read_image(dst)
+    np.testing.assert_array_equal(again.rgb, img.rgb)
+    assert (again.bit_depth, again.grayscale) == (bits, gray)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_cli_identity_restore_preserves_every_kind(tmp_path, identity_ckpt, name):
+    writer, *_ = CASES[name]
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    writer(src)
+    rc = main(["restore", str(src), "-o", str(tmp_path / "out"), "--checkpoint",
+               str(identity_ckpt), "--quiet"])
+    assert rc == 0
+    a, b = read_image(src), read_image(tmp_path / "out" / name)
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    assert (a.bit_depth, a.grayscale) == (b.bit_depth, b.grayscale)
+    if a.alpha is not None:
+        np.testing.assert_array_equal(a.alpha, b.alpha)
+
+
+def test_jpeg_exif_orientation_and_cmyk(tmp_path, identity_ckpt):
+    arr = _u8(40, 64, 3)
+    Image.fromarray(arr).save(tmp_path / "rot.jpg", exif=_exif(6), quality=100)
+    Image.fromarray(_u8(40, 64, 4), "CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    for name in ("rot.jpg", "cmyk.jpg"):
+        with Image.open(tmp_path / name) as im:
+            ref = np.asarray(ImageOps.exif_transpose(im).convert("RGB")) / 255.0
+        img = read_image(tmp_path / name)
+        assert img.rgb.shape == ref.shape and img.bit_depth == 8
+        np.testing.assert_allclose(img.rgb, ref, atol=1e-6)
+    assert read_image(tmp_path / "rot.jpg").rgb.shape == (64, 40, 3)  # upright: portrait
+    rc = main(["restore", str(tmp_path / "rot.jpg"), str(tmp_path / "cmyk.jpg"), "-o",
+               str(tmp_path / "out"), "--checkpoint", str(identity_ckpt), "--quiet"])
+    assert rc == 0
+    out = read_image(tmp_path / "out" / "rot.jpg")
+    assert out.rgb.shape == (64, 40, 3)
+    with Image.open(tmp_path / "out" / "rot.jpg") as im:
+        assert im.getexif().get(0x0112, 1) == 1  # pixels upright, no rotation left to apply
+    assert np.abs(out.rgb - read_image(tmp_path / "rot.jpg").rgb).mean() < 0.02  # JPEG re-encode
+
+
+def _bad_files(tmp_path):
+    good = io.BytesIO()
+    Image.fromarray(_u8(64, 64, 3)).save(good, format="PNG")
+    jpg = io.BytesIO()
+    Image.fromarray(_u8(64, 64, 3)).save(jpg, format="JPEG")
+    files = {
+        "truncated.png": good.getvalue()[: len(good.getvalue()) // 2],
+        "truncated.jpg": jpg.getvalue()[: len(jpg.getvalue()) // 2],
+        "corrupt.png": good.getvalue()[:40] + b"\x00" * 400,
+        "notes.jpg": b"this is text, not a picture\n",
+        "empty.png": b"",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "folder.png").mkdir()
+    return [tmp_path / n for n in files] + [tmp_path / "folder.png", tmp_path / "missing.png"]
+
+
+def test_bad_files_are_clear_errors_naming_the_file(tmp_path):
+    for path in _bad_files(tmp_path):
+        with pytest.raises(ImageError) as e:
+            read_image(path)
+        assert str(e.value).startswith(str(path)), str(e.value)
+
+
+def test_huge_image_is_a_clear_error(tmp_path, monkeypatch):
+    Image.fromarray(_u8(64, 64, 3)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageError, match="too many pixels"):
+        read_image(tmp_path / "big.png")
+
+
+def test_cli_batch_goes_on_past_bad_files(tmp_path, random_ckpt, capsys):
+    bad = _bad_files(tmp_path)
+    good = tmp_path / "good.png"
+    Image.fromarray(_u8(50, 70, 3)).save(good)
+    out = tmp_path / "out"
+    rc = main(["restore", *map(str, bad), str(good), "-o", str(out), "--checkpoint",
+               str(random_ckpt), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    for path in bad:
+        assert f"error: {path}:" in err
+    restored = read_image(out / "good.png")
+    assert restored.rgb.shape == (50, 70, 3)
+    assert np.abs(restored.rgb - read_image(good).rgb).max() > 0  # the random model did something
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # nothing else, no temp files
+
+
+def test_cli_never_overwrites_inputs_or_outputs(tmp_path, identity_ckpt, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_u8(20, 20, 3)).save(src)
+    before = src.read_bytes()
+    ck = ["--checkpoint", str(identity_ckpt), "--quiet"]
+    assert main(["restore", str(src), "-o", str(tmp_path), *ck]) == 1  # would overwrite input
+    assert "overwrite an input" in capsys.readouterr().err
+    assert main(["restore", str(src), "-o", str(tmp_path), "--overwrite", *ck]) == 1
+    assert src.read_bytes() == before
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"keep me")
+    assert main(["restore", str(src), "-o", str(out), *ck]) == 1
+    assert "exists (use --overwrite" in capsys.readouterr().err
+    assert (out / "a.png").read_bytes() == b"keep me"
+    assert main(["restore", str(src), "-o", str(out), "--overwrite", *ck]) == 0
+    assert read_image(out / "a.png").rgb.shape == (20, 20, 3)
+
+    other = tmp_path / "sub" / "a.png"
+    other.parent.mkdir()
+    other.write_bytes(before)
+    assert main(["restore", str(src), str(other), "-o", str(tmp_path / "o2"), *ck]) == 1
+    assert "already the output of" in capsys.readouterr().err
+
+
+def test_cli_bad_checkpoint_and_arguments(tmp_path, capsys):
+    (tmp_path / "x.pt").write_text("nope")
+    src = tmp_path / "a.png"
+    Image.fromarray(_u8(8, 8, 3)).save(src)
+    assert main(["restore", str(src), "-o", str(tmp_path / "o"), "--checkpoint",
+                 str(tmp_path / "x.pt")]) == 2
+    assert f"{tmp_path / 'x.pt'}: not a readable checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["restore", str(src), "-o", "o", "--checkpoint", "c", "--patch-size", "zero"])
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point(tmp_path, identity_ckpt):
+    src = tmp_path / "a.tif"
+    tifffile.imwrite(src, _u16(24, 40, 3), photometric="rgb")
+    r = subprocess.run(
+        [sys.executable, "-m", "glsgn", "restore", str(src), "-o", str(tmp_path / "out"),
+         "--checkpoint", str(identity_ckpt), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "restored 1 of 1" in r.stderr and "device cpu" in r.stderr
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "a.tif").rgb, read_image(src).rgb)

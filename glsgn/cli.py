@@ -42,10 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results")
     r.add_argument("--checkpoint", type=Path, required=True, help="a glsgn checkpoint (.pt)")
     r.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="autocast precision on cuda (default fp32)")
-    r.add_argument("--patch-size", type=_positive_int, default=None,
-                   help="patch side in pixels (memory vs speed; the result does not change)")
+    r.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="autocast precision on cuda (default fp32)",
+    )
+    r.add_argument(
+        "--patch-size",
+        type=_positive_int,
+        default=None,
+        help="patch side in pixels (memory vs speed; the result does not change)",
+    )
     r.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -81,7 +89,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cfg = model.cfg
     log.info(
         "checkpoint %s: %s, widths %s, trained with glsgn %s; device %s, precision %s",
-        args.checkpoint, cfg.variant, list(cfg.widths), meta["versions"].get("glsgn"), device,
+        args.checkpoint,
+        cfg.variant,
+        list(cfg.widths),
+        meta["versions"].get("glsgn"),
+        device,
         args.precision,
     )
     if args.patch_size is not None:
@@ -117,8 +129,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 grayscale=img.grayscale,
             )
             h, w = img.rgb.shape[:2]
-            log.info("%s -> %s (%dx%d, %d-bit, %.1f s)", src, dst, w, h, img.bit_depth,
-                     time.perf_counter() - t0)
+            log.info(
+                "%s -> %s (%dx%d, %d-bit, %.1f s)",
+                src,
+                dst,
+                w,
+                h,
+                img.bit_depth,
+                time.perf_counter() - t0,
+            )
         except (ImageError, ValueError, RuntimeError, OSError) as e:
             msg = str(e) if str(e).startswith(str(src)) else f"{src}: {e}"
             print(f"glsgn restore: error: {msg}", file=sys.stderr)

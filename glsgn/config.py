@@ -77,8 +77,12 @@ class ModelConfig:
         for key in ("cue_channels", "fusion_channels"):
             v = getattr(self, key)
             _require(1 <= v <= 1024, f"{p}.{key}", "an int in [1, 1024]", v)
-        _require(0 <= self.fusion_blocks <= 16, f"{p}.fusion_blocks", "an int in [0, 16]",
-                 self.fusion_blocks)
+        _require(
+            0 <= self.fusion_blocks <= 16,
+            f"{p}.fusion_blocks",
+            "an int in [0, 16]",
+            self.fusion_blocks,
+        )
         align = self.align
         _require(
             self.patch_size >= 2 * align and self.patch_size % align == 0,
@@ -106,7 +110,7 @@ class ModelConfig:
 
     @property
     def align(self) -> int:
-        """Tile origins and sizes at each pathway's scale are multiples of this (stride-2 levels)."""
+        """Patch origins and sizes at every pathway's scale are multiples of this (stride 2)."""
         return max(2, 2 ** (len(self.widths) - 1))
 
     @property

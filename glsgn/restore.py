@@ -40,7 +40,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def tiles(grid: Region, size: int) -> Iterator[Region]:
-    """Patches of `size` covering a whole grid, row by row; the last row and column may be smaller."""
+    """Patches of `size` covering a whole grid, row by row; the last ones may be smaller."""
     h, w = grid.size
     for y in range(0, h, size):
         for x in range(0, w, size):
@@ -55,11 +55,15 @@ def _as_image(image: Tensor | np.ndarray) -> Tensor:
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image))
     if not isinstance(image, Tensor):
-        raise TypeError(f"image: expected a torch.Tensor or numpy array, got {type(image).__name__}")
+        raise TypeError(
+            f"image: expected a torch.Tensor or numpy array, got {type(image).__name__}"
+        )
     if image.dim() == 3:
         image = image.unsqueeze(0)
     if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
-        raise ValueError(f"image: expected shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+        raise ValueError(
+            f"image: expected shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}"
+        )
     if not image.is_floating_point():
         raise TypeError(f"image: expected floating point values in [0, 1], got {image.dtype}")
     if image.shape[-1] < 1 or image.shape[-2] < 1:
@@ -96,8 +100,9 @@ def restore(
     cfg = model.cfg
     patch = patch_size if patch_size is not None else cfg.patch_size
     if not isinstance(patch, int) or patch < 2 * cfg.align or patch % cfg.align:
-        raise ValueError(f"patch_size: expected a multiple of {cfg.align} >= {2 * cfg.align}, "
-                         f"got {patch!r}")
+        raise ValueError(
+            f"patch_size: expected a multiple of {cfg.align} >= {2 * cfg.align}, got {patch!r}"
+        )
     if halo is not None and (not isinstance(halo, int) or halo < 0):
         raise ValueError(f"halo: expected an int >= 0, got {halo!r}")
     halo = halo if halo is not None else cfg.halo
@@ -126,34 +131,8 @@ def _halo(radius: int, override: int | None, align: int) -> int:
     return _round_up(radius if override is None else override, align)
 
 
-def _run_tiles(
-    grid: Region, patch: int, halo: int, fn, bar: tqdm
-) -> None:
-    for tile in tiles(grid, patch):
-        fn(tile, tile.expand(halo))
-        bar.update()
-
-
 def _count(grid: Region, patch: int) -> int:
     return math.ceil(grid.size[0] / patch) * math.ceil(grid.size[1] / patch)
-
-
-def _stream_fullres(
-    model: FullResNet, xp: Tensor, patch: int, halo: int | None, dev: torch.device, progress: bool
-) -> Tensor:
-    grid = Region.whole(*xp.shape[-2:])
-    hl = _halo(model.radius(), halo, model.cfg.align)
-    out = torch.empty_like(xp)
-    log.info("restore fullres on %s: padded to %dx%d, patch %d, halo %d", dev, grid.size[1],
-             grid.size[0], patch, hl)
-
-    def step(tile: Region, ext: Region) -> None:
-        y = model.net(grid.crop(xp, ext).to(dev))
-        out[..., tile.box[0] : tile.box[1], tile.box[2] : tile.box[3]] = ext.crop(y, tile).float().cpu()
-
-    with tqdm(total=_count(grid, patch), desc="restore", unit="patch", disable=not progress) as bar:
-        _run_tiles(grid, patch, hl, step, bar)
-    return out
 
 
 def _put(buf: Tensor, region: Region, value: Tensor) -> None:
@@ -161,89 +140,92 @@ def _put(buf: Tensor, region: Region, value: Tensor) -> None:
     buf[..., y0:y1, x0:x1] = value.to(buf.device, buf.dtype)
 
 
+def _stream_fullres(
+    model: FullResNet, xp: Tensor, patch: int, halo: int | None, dev: torch.device, progress: bool
+) -> Tensor:
+    grid = Region.whole(*xp.shape[-2:])
+    hl = _halo(model.radius(), halo, model.cfg.align)
+    log.info("restore fullres on %s: padded to %dx%d, patch %d, halo %d", dev, grid.size[1],
+             grid.size[0], patch, hl)  # fmt: skip
+    out = torch.empty_like(xp)
+    for tile in tqdm(list(tiles(grid, patch)), desc="restore", unit="patch", disable=not progress):
+        ext = tile.expand(hl)
+        _put(out, tile, ext.crop(model.net(grid.crop(xp, ext).to(dev)), tile))
+    return out
+
+
 def _stream_glsgn(
     model: GLSGN, xp: Tensor, patch: int, halo: int | None, dev: torch.device, progress: bool
 ) -> Tensor:
-    cfg = model.cfg
+    """Global pathway and reference passes whole; local pathways 1..n and fusion patch by patch."""
+    cfg, factors, bf = model.cfg, model.factors, model.bottleneck_factor
     full = Region.whole(*xp.shape[-2:])
     g_view = downscale(xp, model.global_factor).to(dev)
     g = model.global_step(g_view)
-    if g is not None:  # resampling below stays in float32, whatever the autocast
+    if g is not None:  # the resampling below stays in float32, whatever the autocast
         g.b, g.attention = g.b.float(), g.attention.float()
         g.cue = g.cue.float() if g.cue is not None else None
     g_region = model.global_region(full)
-    stats = model.reference_step(g_view, g, g_region) if model.factors else []
-    fusion_patch = _round_up(2 * patch, 2 * max(model.factors, default=1))
-    grids = [full.coarser(f) for f in model.factors]
+    stats = model.reference_step(g_view, g, g_region) if factors else []
+    fusion_patch = _round_up(2 * patch, 2 * max(factors, default=1))
+    grids = [full.coarser(f) for f in factors]
+    log.info("restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view %dx%d",
+             cfg.variant, dev, full.size[1], full.size[0], factors, patch, g_region.size[1],
+             g_region.size[0])  # fmt: skip
     total = sum(_count(r, patch) for r in grids) + _count(full, fusion_patch)
-    log.info(
-        "restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view %dx%d",
-        cfg.variant, dev, full.size[1], full.size[0], model.factors, patch, g_region.size[1],
-        g_region.size[0],
-    )
     bar = tqdm(total=total, desc="restore", unit="patch", disable=not progress)
-    out = torch.empty_like(xp)
 
-    if not model.factors:  # global_only: pointwise, no halo needed
-        def global_only(tile: Region, ext: Region) -> None:
+    if not factors:  # global_only: pointwise, no halo needed
+        out = torch.empty_like(xp)
+        for tile in tiles(full, fusion_patch):
             _put(out, tile, model.global_only_output(full.crop(xp, tile).to(dev), tile, g, g_view))
-
-        _run_tiles(full, fusion_patch, 0, global_only, bar)
+            bar.update()
         bar.close()
         return out
 
-    bf = model.bottleneck_factor
-    b_bufs: list[Tensor] = []
-    prev_cue: Tensor | None = None  # cue F_{k-1}, already on grid k, whole
+    b_bufs: list[Tensor] = []  # B_1..B_n, whole, on the CPU
+    prev_cue: Tensor | None = None  # F_{k-1}'s cue, already on grid k, whole
     prev_att: tuple[Tensor | None, Region] | None = None  # A_{k-1} on E_{k-1}'s grid, whole
     for k, grid in enumerate(grids):
         hl = _halo(model.local_radius(k), halo, cfg.align)
-        nxt = grids[k + 1] if k + 1 < len(grids) else None
+        x_k = downscale(xp, factors[k])
         b_buf = torch.empty(1, 3, *grid.size)
+        nxt = grids[k + 1] if k + 1 < len(grids) else None
         cue_buf = torch.empty(1, cfg.cue_channels, *nxt.size) if nxt is not None else None
         e_grid = grid.coarser(bf)
-        att_buf = torch.empty(1, 1, *e_grid.size, device=dev) if model.cfg.pac else None
-        x_k = downscale(xp, model.factors[k])
-        ratio = model.factors[k + 1] // model.factors[k] if nxt is not None else 1
-
-        def step(tile: Region, ext: Region, k=k, x_k=x_k, b_buf=b_buf, cue_buf=cue_buf,
-                 att_buf=att_buf, nxt=nxt, grid=grid, ratio=ratio) -> None:
-            o = model.local_step(
-                k,
-                grid.crop(x_k, ext).to(dev),
-                ext,
-                g,
-                g_region,
-                ((grid.crop(prev_cue, ext).to(dev), ext), prev_att) if k else None,
-                stats[k],
-            )
+        att_buf = torch.empty(1, 1, *e_grid.size, device=dev) if cfg.pac else None
+        for tile in tiles(grid, patch):
+            ext = tile.expand(hl)
+            prev = ((grid.crop(prev_cue, ext).to(dev), ext), prev_att) if k else None
+            o = model.local_step(k, grid.crop(x_k, ext).to(dev), ext, g, g_region, prev, stats[k])
             _put(b_buf, tile, ext.crop(o.b, tile))
-            if cue_buf is not None:
+            if cue_buf is not None:  # F_k's cue for pathway k + 1, on its grid
+                ratio = factors[k + 1] // factors[k]
                 dst = Region(nxt.size, tuple(v // ratio for v in tile.box))
                 _put(cue_buf, dst, resample(o.cue.float(), ext, dst))
             if att_buf is not None:
-                _put(att_buf, tile.coarser(bf), ext.coarser(bf).crop(o.attention, tile.coarser(bf)))
-
-        _run_tiles(grid, patch, hl, step, bar)
+                e_tile = tile.coarser(bf)
+                _put(att_buf, e_tile, ext.coarser(bf).crop(o.attention, e_tile))
+            bar.update()
         b_bufs.append(b_buf)
-        prev_cue = cue_buf
-        prev_att = (att_buf, e_grid)
+        prev_cue, prev_att = cue_buf, (att_buf, e_grid)
+        del x_k  # full-resolution buffers live only while needed
 
     if model.fusion is None:  # no_pyramid: B_1 is the output
         bar.update(_count(full, fusion_patch))
         bar.close()
         return b_bufs[0]
 
-    hf = _round_up(model.fusion_radius(), 2 * model.factors[-1])
+    hf = _round_up(model.fusion_radius(), 2 * factors[-1])
     bg = (g.b, g_region) if g is not None else None
-
-    def fuse(tile: Region, ext: Region) -> None:
+    out = torch.empty_like(xp)
+    for tile in tiles(full, fusion_patch):
+        ext = tile.expand(hf)
         bs = []
-        for f, buf in zip(model.factors, b_bufs):
+        for f, buf in zip(factors, b_bufs, strict=True):
             r = ext.coarser(f)
             bs.append((Region.whole(*buf.shape[-2:]).crop(buf, r).to(dev), r))
         _put(out, tile, ext.crop(model.fusion(bs, bg).b, tile))
-
-    _run_tiles(full, fusion_patch, hf, fuse, bar)
+        bar.update()
     bar.close()
     return out

@@ -72,8 +72,9 @@ def _cases():
     cmyk = _u8(H, W, 4)
 
     def pil(arr, mode=None, **kw):
-        return lambda p: Image.fromarray(arr, mode).save(p, **kw) if mode else Image.fromarray(
-            arr).save(p, **kw)
+        return lambda p: (
+            Image.fromarray(arr, mode).save(p, **kw) if mode else Image.fromarray(arr).save(p, **kw)
+        )
 
     def pal(p, transparent=False):
         im = Image.fromarray(palette, "P")
@@ -82,13 +83,18 @@ def _cases():
 
     pal_rgb = pal_colors[palette]
     pal_rgba = np.concatenate([pal_rgb, np.where(palette == 3, 0, 255)[..., None]], 2).astype(
-        np.uint8)
+        np.uint8
+    )
 
     def cv2_write(arr):
         def w(p):
-            bgr = arr[..., [2, 1, 0, 3]] if arr.ndim == 3 and arr.shape[2] == 4 else (
-                arr[..., ::-1] if arr.ndim == 3 else arr)
+            bgr = (
+                arr[..., [2, 1, 0, 3]]
+                if arr.ndim == 3 and arr.shape[2] == 4
+                else (arr[..., ::-1] if arr.ndim == 3 else arr)
+            )
             assert cv2.imwrite(str(p), np.ascontiguousarray(bgr))
+
         return w
 
     rot = np.rot90(rgb16, -1)  # EXIF orientation 6: rotate 90 degrees clockwise
@@ -103,18 +109,43 @@ def _cases():
         "gray16.png": (cv2_write(gray16), gray16, 16, True, False),
         "rgba16.png": (cv2_write(rgba16), rgba16, 16, False, True),
         "rgb8.tif": (lambda p: tifffile.imwrite(p, rgb8, photometric="rgb"), rgb8, 8, False, False),
-        "rgb16.tif": (lambda p: tifffile.imwrite(p, rgb16, photometric="rgb"), rgb16, 16, False,
-                      False),
-        "gray16.tif": (lambda p: tifffile.imwrite(p, gray16, photometric="minisblack"), gray16, 16,
-                       True, False),
-        "rgba16.tif": (lambda p: tifffile.imwrite(p, rgba16, photometric="rgb",
-                                                  extrasamples=["unassalpha"]), rgba16, 16, False,
-                       True),
-        "rot16.tif": (lambda p: tifffile.imwrite(p, rgb16, photometric="rgb",
-                                                 extratags=[(274, "H", 1, 6, False)]), rot, 16,
-                      False, False),
-        "cmyk.tif": (pil(cmyk, "CMYK"), np.asarray(Image.fromarray(cmyk, "CMYK").convert("RGB")),
-                     8, False, False),
+        "rgb16.tif": (
+            lambda p: tifffile.imwrite(p, rgb16, photometric="rgb"),
+            rgb16,
+            16,
+            False,
+            False,
+        ),
+        "gray16.tif": (
+            lambda p: tifffile.imwrite(p, gray16, photometric="minisblack"),
+            gray16,
+            16,
+            True,
+            False,
+        ),
+        "rgba16.tif": (
+            lambda p: tifffile.imwrite(p, rgba16, photometric="rgb", extrasamples=["unassalpha"]),
+            rgba16,
+            16,
+            False,
+            True,
+        ),
+        "rot16.tif": (
+            lambda p: tifffile.imwrite(
+                p, rgb16, photometric="rgb", extratags=[(274, "H", 1, 6, False)]
+            ),
+            rot,
+            16,
+            False,
+            False,
+        ),
+        "cmyk.tif": (
+            pil(cmyk, "CMYK"),
+            np.asarray(Image.fromarray(cmyk, "CMYK").convert("RGB")),
+            8,
+            False,
+            False,
+        ),
     }
 
 
@@ -147,8 +178,17 @@ def test_cli_identity_restore_preserves_every_kind(tmp_path, identity_ckpt, name
     src = tmp_path / "in" / name
     src.parent.mkdir()
     writer(src)
-    rc = main(["restore", str(src), "-o", str(tmp_path / "out"), "--checkpoint",
-               str(identity_ckpt), "--quiet"])
+    rc = main(
+        [
+            "restore",
+            str(src),
+            "-o",
+            str(tmp_path / "out"),
+            "--checkpoint",
+            str(identity_ckpt),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     a, b = read_image(src), read_image(tmp_path / "out" / name)
     np.testing.assert_array_equal(a.rgb, b.rgb)
@@ -168,8 +208,18 @@ def test_jpeg_exif_orientation_and_cmyk(tmp_path, identity_ckpt):
         assert img.rgb.shape == ref.shape and img.bit_depth == 8
         np.testing.assert_allclose(img.rgb, ref, atol=1e-6)
     assert read_image(tmp_path / "rot.jpg").rgb.shape == (64, 40, 3)  # upright: portrait
-    rc = main(["restore", str(tmp_path / "rot.jpg"), str(tmp_path / "cmyk.jpg"), "-o",
-               str(tmp_path / "out"), "--checkpoint", str(identity_ckpt), "--quiet"])
+    rc = main(
+        [
+            "restore",
+            str(tmp_path / "rot.jpg"),
+            str(tmp_path / "cmyk.jpg"),
+            "-o",
+            str(tmp_path / "out"),
+            "--checkpoint",
+            str(identity_ckpt),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     out = read_image(tmp_path / "out" / "rot.jpg")
     assert out.rgb.shape == (64, 40, 3)
@@ -215,8 +265,18 @@ def test_cli_batch_goes_on_past_bad_files(tmp_path, random_ckpt, capsys):
     good = tmp_path / "good.png"
     Image.fromarray(_u8(50, 70, 3)).save(good)
     out = tmp_path / "out"
-    rc = main(["restore", *map(str, bad), str(good), "-o", str(out), "--checkpoint",
-               str(random_ckpt), "--quiet"])
+    rc = main(
+        [
+            "restore",
+            *map(str, bad),
+            str(good),
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(random_ckpt),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     for path in bad:
@@ -257,8 +317,12 @@ def test_cli_bad_checkpoint_and_arguments(tmp_path, capsys):
     (tmp_path / "x.pt").write_text("nope")
     src = tmp_path / "a.png"
     Image.fromarray(_u8(8, 8, 3)).save(src)
-    assert main(["restore", str(src), "-o", str(tmp_path / "o"), "--checkpoint",
-                 str(tmp_path / "x.pt")]) == 2
+    assert (
+        main(
+            ["restore", str(src), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "x.pt")]
+        )
+        == 2
+    )
     assert f"{tmp_path / 'x.pt'}: not a readable checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["restore", str(src), "-o", "o", "--checkpoint", "c", "--patch-size", "zero"])
@@ -269,9 +333,22 @@ def test_python_dash_m_entry_point(tmp_path, identity_ckpt):
     src = tmp_path / "a.tif"
     tifffile.imwrite(src, _u16(24, 40, 3), photometric="rgb")
     r = subprocess.run(
-        [sys.executable, "-m", "glsgn", "restore", str(src), "-o", str(tmp_path / "out"),
-         "--checkpoint", str(identity_ckpt), "--device", "cpu"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "glsgn",
+            "restore",
+            str(src),
+            "-o",
+            str(tmp_path / "out"),
+            "--checkpoint",
+            str(identity_ckpt),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     assert "restored 1 of 1" in r.stderr and "device cpu" in r.stderr

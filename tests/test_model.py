@@ -25,7 +25,7 @@ def test_output_shapes(name, hw):
     assert torch.isfinite(out.b_out).all()
     if isinstance(model, GLSGN) and model.factors:
         assert len(out.b_local) == len(model.factors)
-        for b, f in zip(out.b_local, model.factors):
+        for b, f in zip(out.b_local, model.factors, strict=True):
             assert b.shape[-2:] == (-(-hw[0] // f), -(-hw[1] // f))
 
 

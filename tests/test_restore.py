@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from glsgn.model import build_model
-from glsgn.restore import restore, tiles
 from glsgn.model.resample import Region
+from glsgn.restore import restore, tiles
 
 from .conftest import TINY, VARIANTS
 

@@ -244,8 +244,10 @@ def write_image(
         elif ext == ".png" and bit_depth == 16:
             if a.ndim == 3 and a.shape[2] == 2:  # OpenCV writes no gray+alpha: use RGBA
                 a = a[..., [0, 0, 0, 1]]
-            bgr = a[..., [2, 1, 0, 3]] if a.ndim == 3 and a.shape[2] == 4 else (
-                a[..., ::-1] if a.ndim == 3 else a
+            bgr = (
+                a[..., [2, 1, 0, 3]]
+                if a.ndim == 3 and a.shape[2] == 4
+                else (a[..., ::-1] if a.ndim == 3 else a)
             )
             ok, enc = cv2.imencode(".png", np.ascontiguousarray(bgr))
             if not ok:
@@ -258,5 +260,7 @@ def write_image(
     except ImageError:
         raise
     except (KeyError, ValueError, OSError) as e:
-        raise ImageError(f"{path}: cannot encode as {ext or 'an image (no suffix)'} ({e})") from None
+        raise ImageError(
+            f"{path}: cannot encode as {ext or 'an image (no suffix)'} ({e})"
+        ) from None
     atomic_write_bytes(path, buf.getvalue())

@@ -24,7 +24,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv3x3(channels, channels), nn.GELU(), conv3x3(channels, channels))
+        self.body = nn.Sequential(
+            conv3x3(channels, channels), nn.GELU(), conv3x3(channels, channels)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -56,18 +58,21 @@ class Encoder(nn.Module):
 
     def radius(self) -> int:
         blocks = len(self.levels[0])
-        return sum(2**i * (ResBlock.radius * blocks + (2 if i else 0)) for i in range(len(self.levels)))
+        return sum(
+            2**i * (ResBlock.radius * blocks + (2 if i else 0)) for i in range(len(self.levels))
+        )
 
 
 class Decoder(nn.Module):
-    """U-Net decoder: alternating residual blocks and (optionally) Patch Norm, coarsest level first."""
+    """U-Net decoder: alternating residual blocks and (optional) Patch Norm, coarsest first."""
 
     def __init__(self, widths: tuple[int, ...], blocks: int, norm: bool) -> None:
         super().__init__()
         self.levels = nn.ModuleList(res_blocks(w, blocks) for w in widths)
         self.norms = nn.ModuleList(PatchNorm(w) for w in widths) if norm else None
         self.ups = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(len(widths) - 1)
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+            for i in range(len(widths) - 1)
         )
 
     def forward(

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from .pathways import GlobalOut, GlobalPathway, LocalOut, LocalPathway
 from .patchnorm import NormStats
+from .pathways import GlobalOut, GlobalPathway, LocalOut, LocalPathway
 from .pyramid import PyramidFusion
 from .resample import Region, downscale, pad_to_multiple, resample
 
@@ -193,7 +193,9 @@ class GLSGN(nn.Module):
             if outs:
                 o, r = outs[-1]
                 prev = (o.cue, r), (o.attention, r.coarser(self.bottleneck_factor))
-            outs.append((self.local_step(k, downscale(x, f), r_k, g, g_region, prev, stats[k]), r_k))
+            outs.append(
+                (self.local_step(k, downscale(x, f), r_k, g, g_region, prev, stats[k]), r_k)
+            )
         result = GLSGNOutput(
             b_out=outs[0][0].b,
             b_global=g.b if g is not None else None,
@@ -222,8 +224,8 @@ def _crop_output(out: GLSGNOutput, h: int, w: int, model: GLSGN) -> GLSGNOutput:
         b_out=crop(out.b_out, 1),
         b_global=crop(out.b_global, gf),
         a_global=crop(out.a_global, gf),
-        b_local=[crop(t, f) for t, f in zip(out.b_local, fs)],
-        a_local=[crop(t, f * bf) for t, f in zip(out.a_local, fs)],
-        bands=[crop(t, f) for t, f in zip(out.bands, fs)],
-        masks=[crop(t, f) for t, f in zip(out.masks, fs)],
+        b_local=[crop(t, f) for t, f in zip(out.b_local, fs, strict=True)],
+        a_local=[crop(t, f * bf) for t, f in zip(out.a_local, fs, strict=True)],
+        bands=[crop(t, f) for t, f in zip(out.bands, fs, strict=False)],
+        masks=[crop(t, f) for t, f in zip(out.masks, fs, strict=False)],
     )

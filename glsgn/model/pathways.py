@@ -15,7 +15,7 @@ __all__ = ["SpatialAttention", "GlobalPathway", "GlobalOut", "LocalPathway", "Lo
 
 
 class SpatialAttention(nn.Module):
-    """"Spatial Attention" of the global pathway: A_g from channel-pooled decoder features."""
+    """ "Spatial Attention" of the global pathway: A_g from channel-pooled decoder features."""
 
     radius = 3
 

@@ -31,9 +31,7 @@ class _MaskRefine(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            conv3x3(1, channels), ResBlock(channels), conv3x3(channels, 1)
-        )
+        self.body = nn.Sequential(conv3x3(1, channels), ResBlock(channels), conv3x3(channels, 1))
 
     def forward(self, m: Tensor) -> Tensor:
         return torch.sigmoid(self.body(m))
@@ -43,7 +41,8 @@ class PyramidFusion(nn.Module):
     """LP.png: B_n is the low-frequency base l; h_n is B_g's high band; h_1..h_{n-1} are B_k's.
 
     concat(h_n, B_n) -> ResBlocks -> Mask gates h_n; the mask, up-sampled and refined by a
-    ResBlock at each finer level, gates h_k. Reconstruction: ((l + h'_n) up + h'_{n-1}) up ... + h'_1.
+    ResBlock at each finer level, gates h_k.
+    Reconstruction: ((l + h'_n) up + h'_{n-1}) up ... + h'_1.
     """
 
     def __init__(self, n_levels: int, channels: int, blocks: int) -> None:
@@ -77,7 +76,7 @@ class PyramidFusion(nn.Module):
         return FusionOut(b=y, bands=bands, masks=masks)
 
     def radius(self, factors: list[int], global_factor: int | None) -> int:
-        """Receptive radius in full-resolution pixels, for pathway grids `factors` (finest first)."""
+        """Receptive radius in full-resolution pixels for pathway grids `factors`, finest first."""
         f_n = factors[-1]
         r = (2 + 2 * self.blocks) * f_n + 4 * f_n + 2 * (global_factor or f_n)
         for k in range(len(factors) - 1):

@@ -19,7 +19,7 @@ __all__ = ["Region", "resample", "downscale", "pad_to_multiple"]
 
 @dataclass(frozen=True)
 class Region:
-    """A box ``(y0, y1, x0, x1)`` inside a grid of ``size = (H, W)``: the whole image at one scale."""
+    """A box ``(y0, y1, x0, x1)`` in a grid of ``size = (H, W)``: the whole image at one scale."""
 
     size: tuple[int, int]
     box: tuple[int, int, int, int]
@@ -109,14 +109,14 @@ def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
 
 
 def downscale(x: Tensor, factor: int) -> Tensor:
-    """Area downscaling by an integer factor (the image pyramid I_1, I_2, I_3 and the global view I_4)."""
+    """Area downscaling by an integer factor: the local inputs I_1..I_3 and the global view I_4."""
     if factor == 1:
         return x
     return F.avg_pool2d(x, factor)
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Replicate-pad bottom and right so both sides divide by `multiple`; returns (padded, (H, W))."""
+    """Replicate-pad bottom and right so both sides divide by `multiple`; -> (padded, (H, W))."""
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
     if ph or pw:

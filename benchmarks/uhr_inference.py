@@ -1,0 +1,158 @@
+"""Wall time and peak memory of UHR inference: GLSGN (patch-streamed) against the
+full-resolution single-pathway network of about the same parameter count.
+
+Each case runs in a fresh Python process, so its peak is its own: process RSS on the CPU
+(`ru_maxrss`, which includes the ~0.6 GB that importing torch costs), and
+`torch.cuda.max_memory_allocated` on a GPU. Weights are random: time and memory do not depend
+on them. The fullres network runs on the whole image at once, as such networks usually are;
+`--fullres-streamed` adds it patch-streamed through `glsgn.restore` too.
+
+    python benchmarks/uhr_inference.py                       # 1K, 2K, 4K, 8K on the CPU
+    python benchmarks/uhr_inference.py --sizes 4K 8K --device cuda --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = {"1K": (540, 960), "2K": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _child(args: argparse.Namespace) -> None:
+    import torch
+
+    from glsgn.config import load_params
+    from glsgn.model import build_model
+    from glsgn.restore import resolve_device, restore
+
+    torch.manual_seed(0)
+    cfg = load_params(ROOT / "params.yaml").model
+    if args.model == "fullres":
+        cfg = dataclasses.replace(cfg, arch="fullres")
+    model = build_model(cfg).eval()
+    dev = resolve_device(args.device)
+    h, w = SIZES[args.size]
+    amp = args.precision != "fp32"
+
+    def run(x):
+        if args.mode == "stream":
+            return restore(model, x, device=dev, precision=args.precision, progress=False)
+        with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
+            return model.to(dev)(x[None].to(dev)).b_out[0].float().cpu()
+
+    run(torch.rand(3, 256, 256))  # warm-up: kernels and thread pools start outside the timing
+    x = torch.rand(3, h, w)
+    base_rss = _rss_mb()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    y = run(x)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    assert y.shape == x.shape
+    result = {
+        "model": args.model,
+        "mode": args.mode,
+        "size": args.size,
+        "device": str(dev),
+        "precision": args.precision,
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(_peak_rss_mb()),
+        "rss_before_mb": round(base_rss),
+    }
+    if dev.type == "cuda":
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def _available_mb() -> float:
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":") for line in f)
+    return int(info["MemAvailable"].split()[0]) / 1024
+
+
+def _run_case(model: str, mode: str, size: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--model", model, "--mode", mode, "--size", size,
+           "--device", args.device, "--precision", args.precision]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"model": model, "mode": mode, "size": size, "error": f"exit {r.returncode}: {tail}"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--fullres-streamed", action="store_true")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", default="glsgn", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="stream", help=argparse.SUPPRESS)
+    p.add_argument("--size", default="4K", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return _child(args)
+
+    cases = [("glsgn", "stream"), ("fullres", "whole")]
+    if args.fullres_streamed:
+        cases.append(("fullres", "stream"))
+    results, peaks = [], {}
+    for size in args.sizes:
+        for model, mode in cases:
+            prev = peaks.get((model, mode))
+            if model == "fullres" and mode == "whole" and prev is not None:
+                # Whole-image memory grows with the pixel count; don't start a case that cannot fit.
+                est = prev[1] * (SIZES[size][0] * SIZES[size][1]) / (prev[0][0] * prev[0][1])
+                if est > 0.8 * _available_mb():
+                    r = {"model": model, "mode": mode, "size": size,
+                         "error": f"skipped: needs about {est / 1024:.0f} GB, "
+                         f"{_available_mb() / 1024:.0f} GB available"}  # fmt: skip
+                    print(json.dumps(r), flush=True)
+                    results.append(r)
+                    continue
+            r = _run_case(model, mode, size, args)
+            print(json.dumps(r), flush=True)
+            results.append(r)
+            if "error" not in r:
+                peaks[(model, mode)] = (SIZES[size], r.get("peak_cuda_mb", r["peak_rss_mb"]))
+
+    mem = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS MB"
+    print(f"\n| size | model | mode | seconds | {mem} |\n|---|---|---|---|---|")
+    for r in results:
+        h, w = SIZES[r["size"]]
+        if "error" in r:
+            print(f"| {r['size']} {w}x{h} | {r['model']} | {r['mode']} | - | {r['error']} |")
+        else:
+            peak = r.get("peak_cuda_mb", r["peak_rss_mb"])
+            print(f"| {r['size']} {w}x{h} | {r['model']} | {r['mode']} | {r['seconds']} | {peak} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,12 @@ RNG = np.random.default_rng(0)
 H, W = 37, 53
 
 
+def _cli(inputs, outdir, ckpt, *flags) -> int:
+    """`glsgn restore INPUTS -o OUTDIR --checkpoint CKPT --quiet FLAGS`, in process."""
+    args = ["restore", *map(str, inputs), "-o", str(outdir), "--checkpoint", str(ckpt)]
+    return main([*args, "--quiet", *flags])
+
+
 def _u8(*shape):
     return RNG.integers(0, 256, size=shape, dtype=np.uint8)
 
@@ -178,17 +184,7 @@ def test_cli_identity_restore_preserves_every_kind(tmp_path, identity_ckpt, name
     src = tmp_path / "in" / name
     src.parent.mkdir()
     writer(src)
-    rc = main(
-        [
-            "restore",
-            str(src),
-            "-o",
-            str(tmp_path / "out"),
-            "--checkpoint",
-            str(identity_ckpt),
-            "--quiet",
-        ]
-    )
+    rc = _cli([src], tmp_path / "out", identity_ckpt)
     assert rc == 0
     a, b = read_image(src), read_image(tmp_path / "out" / name)
     np.testing.assert_array_equal(a.rgb, b.rgb)
@@ -208,18 +204,7 @@ def test_jpeg_exif_orientation_and_cmyk(tmp_path, identity_ckpt):
         assert img.rgb.shape == ref.shape and img.bit_depth == 8
         np.testing.assert_allclose(img.rgb, ref, atol=1e-6)
     assert read_image(tmp_path / "rot.jpg").rgb.shape == (64, 40, 3)  # upright: portrait
-    rc = main(
-        [
-            "restore",
-            str(tmp_path / "rot.jpg"),
-            str(tmp_path / "cmyk.jpg"),
-            "-o",
-            str(tmp_path / "out"),
-            "--checkpoint",
-            str(identity_ckpt),
-            "--quiet",
-        ]
-    )
+    rc = _cli([tmp_path / "rot.jpg", tmp_path / "cmyk.jpg"], tmp_path / "out", identity_ckpt)
     assert rc == 0
     out = read_image(tmp_path / "out" / "rot.jpg")
     assert out.rgb.shape == (64, 40, 3)
@@ -265,18 +250,7 @@ def test_cli_batch_goes_on_past_bad_files(tmp_path, random_ckpt, capsys):
     good = tmp_path / "good.png"
     Image.fromarray(_u8(50, 70, 3)).save(good)
     out = tmp_path / "out"
-    rc = main(
-        [
-            "restore",
-            *map(str, bad),
-            str(good),
-            "-o",
-            str(out),
-            "--checkpoint",
-            str(random_ckpt),
-            "--quiet",
-        ]
-    )
+    rc = _cli([*bad, good], out, random_ckpt)
     err = capsys.readouterr().err
     assert rc == 1
     for path in bad:
@@ -291,25 +265,24 @@ def test_cli_never_overwrites_inputs_or_outputs(tmp_path, identity_ckpt, capsys)
     src = tmp_path / "a.png"
     Image.fromarray(_u8(20, 20, 3)).save(src)
     before = src.read_bytes()
-    ck = ["--checkpoint", str(identity_ckpt), "--quiet"]
-    assert main(["restore", str(src), "-o", str(tmp_path), *ck]) == 1  # would overwrite input
+    assert _cli([src], tmp_path, identity_ckpt) == 1  # would overwrite the input
     assert "overwrite an input" in capsys.readouterr().err
-    assert main(["restore", str(src), "-o", str(tmp_path), "--overwrite", *ck]) == 1
+    assert _cli([src], tmp_path, identity_ckpt, "--overwrite") == 1
     assert src.read_bytes() == before
 
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"keep me")
-    assert main(["restore", str(src), "-o", str(out), *ck]) == 1
+    assert _cli([src], out, identity_ckpt) == 1
     assert "exists (use --overwrite" in capsys.readouterr().err
     assert (out / "a.png").read_bytes() == b"keep me"
-    assert main(["restore", str(src), "-o", str(out), "--overwrite", *ck]) == 0
+    assert _cli([src], out, identity_ckpt, "--overwrite") == 0
     assert read_image(out / "a.png").rgb.shape == (20, 20, 3)
 
     other = tmp_path / "sub" / "a.png"
     other.parent.mkdir()
     other.write_bytes(before)
-    assert main(["restore", str(src), str(other), "-o", str(tmp_path / "o2"), *ck]) == 1
+    assert _cli([src, other], tmp_path / "o2", identity_ckpt) == 1
     assert "already the output of" in capsys.readouterr().err
 
 

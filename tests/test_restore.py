@@ -83,6 +83,11 @@ def test_bad_input_is_a_clear_error(image, kwargs, err, match):
         restore(build_model(TINY), image, progress=False, **kwargs)
 
 
+def test_unknown_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="expected auto, cpu, cuda or cuda:N, got 'gpu'"):
+        restore(build_model(TINY), torch.rand(3, 8, 8), device="gpu", progress=False)
+
+
 def test_cuda_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

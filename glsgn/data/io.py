@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,9 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "LoadedImage", "read_image", "write_image", "atomic_write_bytes"]
+from ..atomic import atomic_write
+
+__all__ = ["ImageError", "LoadedImage", "read_image", "write_image"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -185,21 +186,6 @@ def _read_tiff16(path: Path) -> LoadedImage:
 # --- writing -------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _quantize(a: np.ndarray, bits: int) -> np.ndarray:
     top = 2**bits - 1
     return np.round(np.clip(a, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
@@ -263,4 +249,5 @@ def write_image(
         raise ImageError(
             f"{path}: cannot encode as {ext or 'an image (no suffix)'} ({e})"
         ) from None
-    atomic_write_bytes(path, buf.getvalue())
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())

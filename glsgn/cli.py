@@ -1,4 +1,8 @@
-"""Command line: `glsgn restore IMAGES... -o OUTDIR --checkpoint CKPT` (also `python -m glsgn`)."""
+"""Command line (also `python -m glsgn`):
+
+glsgn restore IMAGES... -o OUTDIR --checkpoint CKPT
+glsgn prepare TASK            (the prepare@TASK stage of dvc.yaml)
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .config import TASKS, ConfigError, load_params
 from .data.io import ImageError, read_image, write_image
+from .data.paired import PairedFolderError
 from .restore import resolve_device, restore
 
 log = logging.getLogger("glsgn")
@@ -56,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    d = sub.add_parser(
+        "prepare",
+        help="the prepare@TASK stage: synthesise or check pairs into data/prepared/TASK",
+    )
+    d.add_argument("task", choices=list(TASKS))
+    d.add_argument("--params", type=Path, default=Path("params.yaml"))
+    d.add_argument("--raw", type=Path, default=Path("data/raw"), help="starter set or pairs")
+    d.add_argument("--out", type=Path, default=None, help="default: data/prepared/TASK")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -147,6 +163,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.prepare import prepare
+
+    try:
+        params = load_params(args.params)
+        out = args.out or Path("data/prepared") / args.task
+        prepare(args.task, params, args.raw, out, progress=not args.quiet)
+    except (ConfigError, ImageError, PairedFolderError, ValueError) as e:
+        print(f"glsgn prepare: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -154,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    return {"restore": cmd_restore}[args.command](args)
+    return {"restore": cmd_restore, "prepare": cmd_prepare}[args.command](args)

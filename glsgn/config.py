@@ -16,7 +16,19 @@ from typing import Any, Literal, Union
 
 import yaml
 
-__all__ = ["ConfigError", "ModelConfig", "RestoreConfig", "Params", "load_params", "from_dict"]
+__all__ = [
+    "ConfigError",
+    "ModelConfig",
+    "RestoreConfig",
+    "DataConfig",
+    "TASKS",
+    "Params",
+    "load_params",
+    "from_dict",
+]
+
+TASKS = ("reflection", "rain", "haze")
+Range = tuple[float, float]
 
 
 class ConfigError(ValueError):
@@ -137,16 +149,158 @@ class RestoreConfig:
         pass
 
 
+def _check_range(key: str, r: tuple, lo: float, hi: float) -> None:
+    _require(
+        lo <= r[0] <= r[1] <= hi, key, f"[low, high] with {lo} <= low <= high <= {hi}", list(r)
+    )
+
+
+@dataclass(frozen=True)
+class ScenesConfig:
+    """Procedural dead-leaves scenes: UHR detail down to the pixel, with an occlusion depth."""
+
+    r_min: float = 1.5  # smallest leaf radius, pixels (at any resolution: detail to the pixel)
+    r_max: float = 0.25  # largest leaf radius, as a fraction of the shorter side
+    exponent: float = 3.0  # radius density ~ r^-exponent; 3 is scale invariant
+    coverage: float = 3.0  # leaf area / canvas area; about e^-coverage stays background
+
+    def validate(self) -> None:
+        p = "data.scenes"
+        _require(0.5 <= self.r_min <= 64, f"{p}.r_min", "a number in [0.5, 64]", self.r_min)
+        _require(0 < self.r_max <= 1, f"{p}.r_max", "a fraction in (0, 1]", self.r_max)
+        _require(1.5 <= self.exponent <= 5, f"{p}.exponent", "in [1.5, 5]", self.exponent)
+        _require(0.5 <= self.coverage <= 10, f"{p}.coverage", "in [0.5, 10]", self.coverage)
+
+
+@dataclass(frozen=True)
+class ReflectionConfig:
+    """Reflection synthesis after Zhang et al. 2018 / ERRNet; pixels at data.reference_size."""
+
+    sigma: Range = (1.0, 5.0)  # Gaussian blur of the reflection layer
+    strength: Range = (0.4, 1.0)  # scale of the reflection layer
+
+    def validate(self) -> None:
+        _check_range("data.reflection.sigma", self.sigma, 0.0, 100.0)
+        _check_range("data.reflection.strength", self.strength, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RainConfig:
+    """Rain streak layers, motion-blurred; pixels and densities at data.reference_size."""
+
+    layers: tuple[int, int] = (2, 4)  # number of streak layers
+    density: Range = (150.0, 600.0)  # streaks per megapixel of the reference-size image
+    length: Range = (15.0, 45.0)  # streak length, pixels
+    width: Range = (1.0, 2.5)  # streak width, pixels
+    angle: Range = (-20.0, 20.0)  # degrees from vertical, clockwise
+    jitter: float = 3.0  # angle spread between layers, degrees
+    brightness: Range = (0.25, 0.6)
+
+    def validate(self) -> None:
+        p = "data.rain"
+        _require(1 <= self.layers[0] <= self.layers[1] <= 16, f"{p}.layers",
+                 "[low, high] with 1 <= low <= high <= 16", list(self.layers))  # fmt: skip
+        _check_range(f"{p}.density", self.density, 0.0, 1e5)
+        _check_range(f"{p}.length", self.length, 1.0, 1000.0)
+        _check_range(f"{p}.width", self.width, 0.25, 50.0)
+        _check_range(f"{p}.angle", self.angle, -80.0, 80.0)
+        _require(0 <= self.jitter <= 45, f"{p}.jitter", "degrees in [0, 45]", self.jitter)
+        _check_range(f"{p}.brightness", self.brightness, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class HazeConfig:
+    """Atmospheric scattering I = J t + A (1 - t), t = exp(-beta d), depth d in [0, 1]."""
+
+    beta: Range = (0.8, 2.5)  # scattering coefficient
+    airlight: Range = (0.7, 1.0)  # atmospheric light A
+    tint: float = 0.05  # per-channel spread of A around grey
+
+    def validate(self) -> None:
+        _check_range("data.haze.beta", self.beta, 0.0, 10.0)
+        _check_range("data.haze.airlight", self.airlight, 0.0, 1.0)
+        _require(0 <= self.tint <= 0.5, "data.haze.tint", "a number in [0, 0.5]", self.tint)
+
+
+@dataclass(frozen=True)
+class SplitsConfig:
+    """Number of image pairs per split (synthetic data)."""
+
+    train: int = 8
+    val: int = 2
+    test: int = 2
+
+    def validate(self) -> None:
+        for k in ("train", "val", "test"):
+            v = getattr(self, k)
+            _require(1 <= v <= 100000, f"data.splits.{k}", "an int in [1, 100000]", v)
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    """Where each task's pairs come from: synthesised here, or a paired folder in data/raw."""
+
+    reflection: Literal["synthetic", "paired"] = "synthetic"
+    rain: Literal["synthetic", "paired"] = "synthetic"
+    haze: Literal["synthetic", "paired"] = "synthetic"
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset preparation (prepare@task stages)."""
+
+    tasks: tuple[str, ...] = TASKS
+    size: tuple[int, int] = (576, 1024)  # H, W of synthetic pairs; paper profile: 2160, 3840
+    reference_size: int = 1024  # long side at which synthesis pixel sizes are given
+    splits: SplitsConfig = field(default_factory=SplitsConfig)
+    scene_fraction: float = 0.5  # share of clean images that are dead-leaves scenes
+    seed: int = 0
+    source: SourcesConfig = field(default_factory=SourcesConfig)
+    paired_input: str = "input"  # paired folders: data/raw/{task}/{split}/{paired_input}/*
+    paired_target: str = "target"
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
+    rain: RainConfig = field(default_factory=RainConfig)
+    haze: HazeConfig = field(default_factory=HazeConfig)
+
+    def validate(self) -> None:
+        for i, t in enumerate(self.tasks):
+            _require(t in TASKS, f"data.tasks[{i}]", f"one of {', '.join(TASKS)}", t)
+        _require(len(set(self.tasks)) == len(self.tasks), "data.tasks", "no repeats",
+                 list(self.tasks))  # fmt: skip
+        for i, v in enumerate(self.size):
+            _require(16 <= v <= 16384, f"data.size[{i}]", "an int in [16, 16384]", v)
+        _require(16 <= self.reference_size <= 16384, "data.reference_size",
+                 "an int in [16, 16384]", self.reference_size)  # fmt: skip
+        _require(0 <= self.scene_fraction <= 1, "data.scene_fraction", "a fraction in [0, 1]",
+                 self.scene_fraction)  # fmt: skip
+        _require(0 <= self.seed < 2**32, "data.seed", "an int in [0, 2^32)", self.seed)
+        for key in ("paired_input", "paired_target"):
+            v = getattr(self, key)
+            _require(bool(v) and ".." not in v, f"data.{key}", "a relative folder or glob", v)
+        for sub in (self.splits, self.source, self.scenes, self.reflection, self.rain, self.haze):
+            sub.validate()
+
+    def scale(self, h: int, w: int) -> float:
+        """Factor from reference-size pixels to pixels of an h x w image."""
+        return max(h, w) / self.reference_size
+
+
 @dataclass(frozen=True)
 class Params:
     """The whole params.yaml."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def validate(self) -> None:
         self.model.validate()
         self.restore.validate()
+        self.data.validate()
 
 
 # --- typed construction from plain data ------------------------------------------------------
@@ -159,8 +313,9 @@ def _type_name(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
-        item = typing.get_args(tp)[0]
-        return "a list of " + {int: "integers", float: "numbers"}.get(item, _type_name(item))
+        args = typing.get_args(tp)
+        item = {int: "integers", float: "numbers"}.get(args[0], _type_name(args[0]))
+        return f"a list of {item}" if args[-1] is Ellipsis else f"a list of {len(args)} {item}"
     if tp is type(None):
         return "null"
     if dataclasses.is_dataclass(tp):
@@ -189,10 +344,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is tuple:
-        if not isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        fixed = args[-1] is not Ellipsis
+        if not isinstance(value, (list, tuple)) or (fixed and len(value) != len(args)):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        item = typing.get_args(tp)[0]
-        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+        items = args if fixed else [args[0]] * len(value)
+        return tuple(
+            _coerce(v, t, f"{key}[{i}]") for i, (t, v) in enumerate(zip(items, value, strict=True))
+        )
     if tp is type(None):
         if value is None:
             return None

@@ -1,0 +1,177 @@
+"""The prepare@task stage: data/raw -> data/prepared/{task}/{train,val,test}/{input,target}.
+
+Synthetic (the default): clean images are the starter photographs, randomly cropped and
+scaled to the profile's size, and dead-leaves scenes; each gets the task's degradation.
+Photographs are split between train, val and test, so no photograph is in two splits.
+Paired: the user's pairs in data/raw/{task}/{split}/{input,target} are checked and copied.
+The result is written to a temporary folder and renamed, with a manifest of sizes, seeds,
+parameters and checksums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..config import TASKS, DataConfig, Params
+from . import synthesis
+from .io import read_image, write_image
+from .paired import check_pairs, find_pairs, list_images
+from .scenes import dead_leaves
+
+__all__ = ["SPLITS", "prepare", "sample_seed", "synthesize_sample"]
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+def sample_seed(base: int, task: str, split: str, index: int) -> int:
+    """Independent, stable seed per (task, split, index)."""
+    seq = np.random.SeedSequence([base, TASKS.index(task), SPLITS.index(split), index])
+    return int(seq.generate_state(1)[0])
+
+
+def split_photos(photos: list[tuple[str, np.ndarray]]) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Every fifth photograph (sorted by name) goes to test, the next to val, the rest to train."""
+    return {
+        "test": photos[0::5],
+        "val": photos[1::5],
+        "train": [p for i, p in enumerate(photos) if i % 5 > 1],
+    }
+
+
+def _photo_crop(img: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of the target aspect (70-100% of the largest), flipped at random, resized."""
+    ih, iw = img.shape[:2]
+    ch, cw = (ih, round(ih * w / h)) if iw * h >= ih * w else (round(iw * h / w), iw)
+    s = rng.uniform(0.7, 1.0)
+    ch, cw = max(1, round(ch * s)), max(1, round(cw * s))
+    y, x = rng.integers(0, ih - ch + 1), rng.integers(0, iw - cw + 1)
+    crop = img[y : y + ch, x : x + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    interp = cv2.INTER_AREA if ch > h else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=interp), 0, 1)
+
+
+def _clean(
+    photos: list[tuple[str, np.ndarray]], cfg: DataConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """A clean image of the profile's size: (image, depth or None, where it came from)."""
+    h, w = cfg.size
+    rng = np.random.default_rng(seed)
+    if not photos or rng.random() < cfg.scene_fraction:
+        scene = dead_leaves(h, w, seed, cfg.scenes)
+        return scene.image, scene.depth, f"dead_leaves:{seed}"
+    name, img = photos[int(rng.integers(len(photos)))]
+    return _photo_crop(img, h, w, rng), None, f"photo:{name}"
+
+
+def synthesize_sample(
+    task: str, cfg: DataConfig, photos: list[tuple[str, np.ndarray]], seed: int
+) -> tuple[synthesis.Degraded, str]:
+    """One synthetic pair for `task`, and a description of its clean source."""
+    clean, depth, source = _clean(photos, cfg, seed)
+    scale = cfg.scale(*cfg.size)
+    if task == "reflection":
+        other, _, other_source = _clean(photos, cfg, seed + 1)
+        d = synthesis.reflection(clean, other, seed, cfg.reflection, scale)
+        d.params["reflected"] = other_source
+    elif task == "rain":
+        d = synthesis.rain(clean, seed, cfg.rain, scale)
+    elif task == "haze":
+        d = synthesis.haze(clean, seed, cfg.haze, depth)
+    else:
+        raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
+    return d, source
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(task: str, params: Params, raw: Path, out: Path, progress: bool = True) -> dict:
+    """Build data/prepared/{task} (`out`) from `raw`; returns the manifest it wrote."""
+    cfg = params.data
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
+    source = getattr(cfg.source, task)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    manifest: dict = {
+        "task": task,
+        "source": source,
+        "data": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in set(TASKS) - {task}},
+        "samples": [],
+    }
+    try:
+        if source == "synthetic":
+            _synthetic(task, cfg, raw, tmp, manifest, progress)
+        else:
+            _paired(task, cfg, raw, tmp, manifest, progress)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("prepared %s (%s): %d pairs in %s", task, source, len(manifest["samples"]), out)
+    return manifest
+
+
+def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
+    files = [p for p in list_images(raw)] if raw.is_dir() else []
+    photos = [(p.name, read_image(p).rgb) for p in files]
+    log.info("synthesising %s at %dx%d from %d photographs and dead-leaves scenes (seed %d)",
+             task, cfg.size[1], cfg.size[0], len(photos), cfg.seed)  # fmt: skip
+    by_split = split_photos(photos)
+    jobs = [(s, i) for s in SPLITS for i in range(getattr(cfg.splits, s))]
+    for split, i in tqdm(jobs, desc=f"prepare {task}", unit="pair", disable=not bar):
+        seed = sample_seed(cfg.seed, task, split, i)
+        d, src = synthesize_sample(task, cfg, by_split[split], seed)
+        name = f"{task}_{split}_{i:04d}.png"
+        paths = {}
+        for kind, img in (("input", d.degraded), ("target", d.clean)):
+            paths[kind] = tmp / split / kind / name
+            paths[kind].parent.mkdir(parents=True, exist_ok=True)
+            write_image(paths[kind], img)
+        manifest["samples"].append({
+            "name": name, "split": split, "seed": seed, "source": src,
+            "size": list(cfg.size), "params": d.params,
+            "sha256": {k: _sha256(p) for k, p in paths.items()},
+        })  # fmt: skip
+
+
+def _paired(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
+    for split in SPLITS:
+        base = raw / task / split
+        pairs = find_pairs(cfg.paired_input, cfg.paired_target, base=base)
+        sizes = check_pairs(pairs)
+        log.info("%s/%s: %d checked pairs from %s", task, split, len(pairs), base)
+        for p, hw in tqdm(list(zip(pairs, sizes, strict=True)), desc=f"copy {task}/{split}",
+                          disable=not bar):  # fmt: skip
+            entry = {"name": p.name, "split": split, "size": list(hw), "sha256": {}}
+            for kind, src in (("input", p.input), ("target", p.target)):
+                dst = tmp / split / kind / f"{p.name}{src.suffix.lower()}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                entry["sha256"][kind] = _sha256(dst)
+                entry[kind] = str(src)
+            manifest["samples"].append(entry)

@@ -1,0 +1,146 @@
+"""Degradation synthesis for the three tasks: reflection, rain streaks, haze.
+
+Each function is deterministic from its seed. Its pixel sizes are given at
+`data.reference_size` and scaled by `scale` (long side / reference_size), so a 4K pair looks
+like a 1K pair, only sharper. Each returns the degraded image, the clean target, the
+degradation layer (degraded - clean) and the parameters it drew, for the manifest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..config import HazeConfig, RainConfig, ReflectionConfig
+
+__all__ = ["Degraded", "reflection", "rain", "haze", "smooth_depth", "streak_kernel"]
+
+
+@dataclass
+class Degraded:
+    degraded: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    clean: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    layer: np.ndarray  # degraded - clean: the reflection, the rain, the haze
+    params: dict = field(default_factory=dict)
+
+
+def _check(img: np.ndarray, name: str) -> np.ndarray:
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{name}: expected an (H, W, 3) image, got shape {img.shape}")
+    return np.asarray(img, np.float32)
+
+
+def _uniform(rng: np.random.Generator, r: tuple[float, float]) -> float:
+    return float(rng.uniform(r[0], r[1]))
+
+
+def reflection(
+    clean: np.ndarray, reflected: np.ndarray, seed: int, cfg: ReflectionConfig, scale: float = 1.0
+) -> Degraded:
+    """Background `clean` seen through glass that reflects `reflected` (Zhang et al. 2018).
+
+    The reflection is out of focus (Gaussian blur, sigma from `cfg.sigma`), scaled by a
+    strength, and added; where the sum overflows, the mean excess is taken off the
+    reflection (their overflow rule), so I = T + R' with R' >= 0: a reflection only adds light.
+    """
+    t = _check(clean, "clean")
+    r = _check(reflected, "reflected")
+    if r.shape != t.shape:
+        r = cv2.resize(r, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(seed)
+    sigma = _uniform(rng, cfg.sigma) * scale
+    strength = _uniform(rng, cfg.strength)
+    r_blur = cv2.GaussianBlur(r, (0, 0), sigmaX=max(sigma, 1e-3)) * np.float32(strength)
+    blend = t + r_blur
+    over = blend > 1
+    if over.any():
+        excess = np.where(over, blend - 1, 0).sum((0, 1)) / np.maximum(over.sum((0, 1)), 1)
+        r_blur = np.clip(r_blur - 1.3 * excess.astype(np.float32), 0, 1)
+    degraded = np.clip(t + r_blur, 0, 1)
+    return Degraded(degraded, t, degraded - t, {"sigma": sigma, "strength": strength})
+
+
+def streak_kernel(length: float, width: float, angle: float) -> np.ndarray:
+    """A motion-blurred rain streak: a line of `length` x `width` pixels at `angle` degrees
+    from vertical (clockwise), anti-aliased, peak 1. Drawn 8x larger, then area-reduced."""
+    ss = 8
+    half = int(math.ceil(length / 2 + width + 2))
+    size = 2 * half + 1
+    big = np.zeros((size * ss, size * ss), np.float32)
+    a = math.radians(angle)
+    dx, dy = math.sin(a) * length / 2, math.cos(a) * length / 2
+    c = size * ss / 2
+    p0 = (round((c - dx * ss) * 16), round((c - dy * ss) * 16))
+    p1 = (round((c + dx * ss) * 16), round((c + dy * ss) * 16))
+    cv2.line(big, p0, p1, 1.0, max(1, round(width * ss)), cv2.LINE_AA, 4)
+    k = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+    return k / max(float(k.max()), 1e-6)
+
+
+def rain(clean: np.ndarray, seed: int, cfg: RainConfig, scale: float = 1.0) -> Degraded:
+    """Several layers of rain streaks over `clean`, screen-blended: I = 1 - (1 - J)(1 - S).
+
+    Each layer: random drops (count per megapixel of the reference-size image), convolved
+    with one streak kernel (length, width scale with the image; angle near the scene's).
+    """
+    j = _check(clean, "clean")
+    h, w = j.shape[:2]
+    rng = np.random.default_rng(seed)
+    n_layers = int(rng.integers(cfg.layers[0], cfg.layers[1] + 1))
+    base_angle = _uniform(rng, cfg.angle)
+    keep = np.ones((h, w), np.float32)  # product of (1 - S_l)
+    layers = []
+    for _ in range(n_layers):
+        angle = base_angle + float(rng.uniform(-cfg.jitter, cfg.jitter))
+        length = _uniform(rng, cfg.length) * scale
+        width = _uniform(rng, cfg.width) * scale
+        bright = _uniform(rng, cfg.brightness)
+        count = int(_uniform(rng, cfg.density) * (h * w / 1e6) / scale**2)
+        drops = np.zeros((h, w), np.float32)
+        ys, xs = rng.integers(0, h, count), rng.integers(0, w, count)
+        drops[ys, xs] = bright * rng.uniform(0.5, 1.0, count).astype(np.float32)
+        s = cv2.filter2D(drops, -1, streak_kernel(length, width, angle), borderType=cv2.BORDER_WRAP)
+        keep *= 1 - np.clip(s, 0, 1)
+        layers.append({"angle": angle, "length": length, "width": width, "brightness": bright,
+                       "streaks": count})  # fmt: skip
+    streaks = (1 - keep)[..., None]
+    degraded = j + streaks * (1 - j)
+    return Degraded(degraded, j, degraded - j, {"angle": base_angle, "layers": layers})
+
+
+def smooth_depth(h: int, w: int, seed: int) -> np.ndarray:
+    """A depth prior for photographs with no depth: farther towards the top, plus a smooth
+    random field (a 4x6 grid of values, bicubically interpolated). In [0, 1], 1 = farthest."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None] * np.ones((1, w), np.float32)
+    field = cv2.resize(rng.random((4, 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    d = 0.7 * ramp + 0.3 * field
+    d -= d.min()
+    return d / max(float(d.max()), 1e-6)
+
+
+def haze(
+    clean: np.ndarray, seed: int, cfg: HazeConfig, depth: np.ndarray | None = None
+) -> Degraded:
+    """Atmospheric scattering: I = J t + A (1 - t), t = exp(-beta d), d in [0, 1].
+
+    `depth` is the scene's (dead leaves: occlusion order); photographs get `smooth_depth`.
+    """
+    j = _check(clean, "clean")
+    h, w = j.shape[:2]
+    rng = np.random.default_rng(seed)
+    if depth is None:
+        depth = smooth_depth(h, w, seed)
+    if depth.shape != (h, w):
+        raise ValueError(f"depth: expected shape {(h, w)}, got {depth.shape}")
+    beta = _uniform(rng, cfg.beta)
+    a = _uniform(rng, cfg.airlight) + rng.uniform(-cfg.tint, cfg.tint, 3)
+    a = np.clip(a, 0, 1).astype(np.float32)
+    t = np.exp(-beta * np.clip(depth, 0, 1)).astype(np.float32)[..., None]
+    degraded = j * t + a * (1 - t)
+    return Degraded(
+        degraded, j, degraded - j, {"beta": beta, "airlight": a.tolist(), "t_min": float(t.min())}
+    )

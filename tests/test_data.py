@@ -1,0 +1,285 @@
+"""Data: determinism, the physics of each degradation, scaling with resolution, the paired
+adapter, the prepare stage and the training crops."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.measure import label, regionprops
+
+from glsgn.config import DataConfig, HazeConfig, Params, RainConfig, ReflectionConfig
+from glsgn.data import synthesis
+from glsgn.data.datasets import PairedImages, TrainCrops
+from glsgn.data.paired import PairedFolderError, check_pairs, find_pairs
+from glsgn.data.prepare import prepare, synthesize_sample
+from glsgn.data.scenes import dead_leaves
+from glsgn.model import build_model
+from glsgn.model.resample import Region
+
+from .conftest import TINY
+
+SMALL = DataConfig(size=(96, 160), reference_size=160, splits=dataclasses.replace(
+    DataConfig().splits, train=2, val=1, test=1))  # fmt: skip
+
+
+def _photo(h=120, w=200, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([np.sin(6 * xx), np.cos(5 * yy), np.sin(4 * (xx + yy))], -1) * 0.3 + 0.5
+    return np.clip(base + rng.normal(0, 0.03, (h, w, 3)), 0, 1).astype(np.float32)
+
+
+# --- scenes ----------------------------------------------------------------------------------
+
+
+def test_dead_leaves_is_deterministic_and_seed_dependent():
+    a, b, c = dead_leaves(64, 96, 5), dead_leaves(64, 96, 5), dead_leaves(64, 96, 6)
+    assert a.image.tobytes() == b.image.tobytes() and a.depth.tobytes() == b.depth.tobytes()
+    assert a.image.tobytes() != c.image.tobytes()
+
+
+@pytest.mark.parametrize("hw", [(128, 256), (512, 1024)])
+def test_dead_leaves_has_detail_down_to_the_pixel_at_any_size(hw):
+    s = dead_leaves(*hw, seed=1)
+    assert s.image.shape == (*hw, 3) and s.image.dtype == np.float32
+    assert 0 <= s.image.min() and s.image.max() <= 1
+    step = np.abs(np.diff(s.image, axis=1)).mean()  # energy at the one-pixel scale
+    assert step > 0.02, step
+    assert 0 <= s.depth.min() and s.depth.max() <= 1 and len(np.unique(s.depth)) > 50
+
+
+def test_dead_leaves_depth_is_the_occlusion_order():
+    """Within one leaf depth is constant; a nearer leaf has a smaller depth than what it covers."""
+    s = dead_leaves(128, 128, seed=3)
+    d = s.depth
+    # Each visible leaf is a region of constant depth whose colour statistics differ from
+    # its neighbours': check that depth edges coincide with image edges.
+    depth_edge = np.abs(np.diff(d, axis=1)) > 0
+    image_edge = np.abs(np.diff(s.image, axis=1)).max(-1)
+    assert image_edge[depth_edge].mean() > 2 * image_edge[~depth_edge].mean()
+
+
+# --- degradations ----------------------------------------------------------------------------
+
+
+def test_haze_follows_the_scattering_model_and_reduces_contrast():
+    j = _photo()
+    depth = np.full(j.shape[:2], 0.5, np.float32)
+    cfg = HazeConfig(beta=(1.2, 1.2), airlight=(0.9, 0.9), tint=0.0)
+    d = synthesis.haze(j, 7, cfg, depth)
+    t = np.exp(-1.2 * 0.5)
+    np.testing.assert_allclose(d.degraded, j * t + 0.9 * (1 - t), atol=1e-6)
+    assert d.degraded.std() < j.std()
+    np.testing.assert_allclose(d.layer, d.degraded - d.clean, atol=1e-7)
+    # Photographs get the smooth depth prior; t stays in (0, 1].
+    d2 = synthesis.haze(j, 7, HazeConfig())
+    assert 0 < d2.params["t_min"] <= 1
+    prior = synthesis.smooth_depth(*j.shape[:2], seed=7)
+    assert prior.min() == 0 and prior.max() == 1
+    assert prior[:10].mean() > prior[-10:].mean()  # farther towards the top
+
+
+def test_reflection_only_adds_light():
+    t, r = _photo(seed=1), _photo(seed=2)[::-1].copy()
+    d = synthesis.reflection(t, r, 3, ReflectionConfig(), scale=1.0)
+    assert d.layer.min() >= 0 and d.layer.sum() > 0
+    assert d.degraded.mean() > t.mean()
+    np.testing.assert_array_equal(d.clean, t)
+    assert d.degraded.max() <= 1
+
+
+def _rain_angle(layer: np.ndarray) -> float:
+    """Streak direction in degrees from vertical (clockwise): the median major-axis orientation
+    of the streaks' second moments (skimage). The gradient structure tensor of such thin,
+    anti-aliased lines is biased towards the grid (about 15% of the angle), the moments are not.
+    """
+    g = layer.mean(-1)
+    regions = regionprops(label(g > 0.02), intensity_image=g)
+    return float(np.median([np.degrees(r.orientation) for r in regions if r.area > 20]))
+
+
+@pytest.mark.parametrize("angle", [-20.0, 0.0, 12.0])
+def test_rain_streaks_point_where_asked(angle):
+    cfg = RainConfig(layers=(1, 1), angle=(angle, angle), jitter=0.0, length=(40.0, 40.0),
+                     density=(150.0, 150.0), width=(1.5, 1.5))  # fmt: skip
+    d = synthesis.rain(np.zeros((512, 512, 3), np.float32), 1, cfg, scale=1.0)
+    assert d.layer.min() >= 0 and d.layer.max() > 0.1
+    assert abs(_rain_angle(d.layer) - angle) < 1.0
+
+
+def test_rain_streaks_grow_with_resolution():
+    cfg = RainConfig(layers=(1, 1), angle=(0.0, 0.0), jitter=0.0, length=(20.0, 20.0),
+                     density=(300.0, 300.0), width=(1.0, 1.0), brightness=(0.6, 0.6))  # fmt: skip
+    lengths = []
+    for scale in (1, 4):
+        h, w = 256 * scale, 384 * scale
+        d = synthesis.rain(np.zeros((h, w, 3), np.float32), 2, cfg, scale=scale)
+        regions = regionprops(label(d.layer.mean(-1) > 0.05))
+        lengths.append(np.median([r.axis_major_length for r in regions]))
+    assert 3.0 < lengths[1] / lengths[0] < 5.0, lengths
+    assert synthesis.streak_kernel(80, 2, 0).shape[0] > 3 * synthesis.streak_kernel(20, 2, 0).shape[0]
+
+
+@pytest.mark.parametrize("task", ["reflection", "rain", "haze"])
+def test_samples_are_deterministic(task):
+    photos = [("p.png", _photo())]
+    a, src_a = synthesize_sample(task, SMALL, photos, 11)
+    b, src_b = synthesize_sample(task, SMALL, photos, 11)
+    c, _ = synthesize_sample(task, SMALL, photos, 12)
+    assert src_a == src_b
+    assert a.degraded.tobytes() == b.degraded.tobytes() and a.clean.tobytes() == b.clean.tobytes()
+    assert a.degraded.tobytes() != c.degraded.tobytes()
+    assert a.degraded.shape == (*SMALL.size, 3)
+
+
+# --- paired folders --------------------------------------------------------------------------
+
+
+def _save(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((arr * 255).astype(np.uint8)).save(path)
+
+
+def test_paired_adapter_lists_every_problem_at_once(tmp_path):
+    _save(tmp_path / "input" / "a.png", _photo(32, 32))
+    _save(tmp_path / "target" / "a.png", _photo(32, 32))
+    _save(tmp_path / "input" / "only_input.png", _photo(32, 32))
+    _save(tmp_path / "target" / "only_target.jpg", _photo(32, 32))
+    with pytest.raises(PairedFolderError) as e:
+        find_pairs("input", "target", base=tmp_path)
+    msg = str(e.value)
+    assert "only_input.png: input has no target" in msg
+    assert "only_target.jpg: target has no input" in msg
+    assert "2 problem(s)" in msg
+
+    (tmp_path / "input" / "only_input.png").unlink()
+    (tmp_path / "target" / "only_target.jpg").unlink()
+    _save(tmp_path / "input" / "b.png", _photo(32, 32))
+    _save(tmp_path / "target" / "b.png", _photo(40, 32))  # size mismatch
+    (tmp_path / "input" / "c.png").write_bytes(b"not an image")
+    _save(tmp_path / "target" / "c.png", _photo(32, 32))
+    pairs = find_pairs("input", "target", base=tmp_path)
+    assert [p.name for p in pairs] == ["a", "b", "c"]
+    with pytest.raises(PairedFolderError) as e:
+        check_pairs(pairs)
+    msg = str(e.value)
+    assert "b.png: size 32x32 differs from its target" in msg and "c.png:" in msg
+    with pytest.raises(PairedFolderError, match="no such folder"):
+        find_pairs("nope", "target", base=tmp_path)
+    assert [p.name for p in find_pairs("input/a*", "target/a*", base=tmp_path)] == ["a"]
+
+
+# --- the prepare stage -----------------------------------------------------------------------
+
+
+def test_prepare_synthetic_is_reproducible_and_complete(tmp_path):
+    raw = tmp_path / "raw"
+    for i in range(3):
+        _save(raw / f"photo{i}.png", _photo(seed=i))
+    params = Params(data=SMALL)
+    m1 = prepare("rain", params, raw, tmp_path / "a", progress=False)
+    m2 = prepare("rain", params, raw, tmp_path / "b", progress=False)
+    assert [s["sha256"] for s in m1["samples"]] == [s["sha256"] for s in m2["samples"]]
+    for split, n in (("train", 2), ("val", 1), ("test", 1)):
+        for kind in ("input", "target"):
+            files = sorted((tmp_path / "a" / split / kind).iterdir())
+            assert len(files) == n
+            assert Image.open(files[0]).size == (160, 96)
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["task"] == "rain" and len(manifest["samples"]) == 4
+    assert "reflection" not in manifest["data"] and manifest["data"]["rain"]["layers"] == [2, 4]
+    photo_splits = {}
+    for s in manifest["samples"]:
+        if s["source"].startswith("photo:"):
+            photo_splits.setdefault(s["source"], set()).add(s["split"])
+    assert all(len(v) == 1 for v in photo_splits.values())  # no photograph in two splits
+
+
+def test_prepare_keeps_the_old_output_when_it_fails(tmp_path, monkeypatch):
+    params = Params(data=SMALL)
+    out = tmp_path / "prepared"
+    prepare("haze", params, tmp_path / "missing", out, progress=False)
+    before = sorted(p.name for p in (out / "train" / "input").iterdir())
+    calls = []
+
+    def broken(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return synthesize_sample(*a, **k)
+
+    monkeypatch.setattr("glsgn.data.prepare.synthesize_sample", broken)
+    with pytest.raises(RuntimeError):
+        prepare("haze", params, tmp_path / "missing", out, progress=False)
+    assert sorted(p.name for p in (out / "train" / "input").iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temporary left
+
+
+def test_prepare_paired_checks_and_copies(tmp_path):
+    raw = tmp_path / "raw"
+    for split in ("train", "val", "test"):
+        for name in ("x1", "x2"):
+            _save(raw / "rain" / split / "input" / f"{name}.png", _photo(48, 64))
+            _save(raw / "rain" / split / "target" / f"{name}.png", _photo(48, 64, seed=1))
+    params = Params(data=dataclasses.replace(SMALL, source=dataclasses.replace(
+        SMALL.source, rain="paired")))  # fmt: skip
+    m = prepare("rain", params, raw, tmp_path / "out", progress=False)
+    assert m["source"] == "paired" and len(m["samples"]) == 6
+    a = (raw / "rain" / "val" / "input" / "x2.png").read_bytes()
+    assert (tmp_path / "out" / "val" / "input" / "x2.png").read_bytes() == a
+    (raw / "rain" / "test" / "target" / "x2.png").unlink()
+    with pytest.raises(PairedFolderError, match="x2.png: input has no target"):
+        prepare("rain", params, raw, tmp_path / "out", progress=False)
+
+
+# --- datasets --------------------------------------------------------------------------------
+
+
+def _prepared(tmp_path, n=2, hw=(72, 104)):
+    for i in range(n):
+        _save(tmp_path / "input" / f"s{i}.png", _photo(*hw, seed=i))
+        _save(tmp_path / "target" / f"s{i}.png", _photo(*hw, seed=10 + i))
+    return tmp_path
+
+
+def test_train_crops_are_aligned_seeded_and_fit_the_model(tmp_path):
+    root = _prepared(tmp_path)
+    model = build_model(TINY)
+    m = model.pad_multiple
+    ds = TrainCrops(root, crop=32, multiple=m, global_scale=model.global_factor, seed=3)
+    item = ds[0]
+    assert item["input"].shape == item["target"].shape == (3, 32, 32)
+    h, w = item["size"].tolist()
+    assert (h, w) == (80, 112)  # padded to multiples of 16
+    assert item["input_global"].shape == (3, h // 4, w // 4)
+    y0, y1, x0, x1 = item["box"].tolist()
+    assert y0 % m == 0 and x0 % m == 0 and (y1 - y0, x1 - x0) == (32, 32)
+    again = ds[0]
+    assert torch.equal(item["input"], again["input"]) and torch.equal(item["box"], again["box"])
+    ds.set_epoch(1)
+    others = [ds[0] for _ in range(1)] + [TrainCrops(root, 32, m, 4, seed=s)[0] for s in range(6)]
+    assert any(not torch.equal(o["box"], item["box"]) for o in others)
+    # The crop is the padded, flipped whole image at `box`: the global view agrees with it.
+    whole_flips = [item["input_global"]]
+    assert torch.allclose(
+        torch.nn.functional.avg_pool2d(item["input"][None], 4)[0],
+        whole_flips[0][:, y0 // 4 : y1 // 4, x0 // 4 : x1 // 4],
+        atol=1e-6,
+    )
+    out = model(
+        item["input"][None], global_view=item["input_global"][None],
+        region=Region((h, w), (y0, y1, x0, x1)),
+    )  # fmt: skip
+    assert out.b_out.shape == (1, 3, 32, 32)
+
+
+def test_paired_images_gives_whole_images(tmp_path):
+    ds = PairedImages(_prepared(tmp_path, n=3))
+    assert len(ds) == 3 and ds[2]["name"] == "s2" and ds[2]["input"].shape == (3, 72, 104)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        TrainCrops(tmp_path, crop=40, multiple=16, global_scale=4)

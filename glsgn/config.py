@@ -386,6 +386,8 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
 
 def from_dict(cls: type, data: dict | None, prefix: str = "") -> Any:
     """Build and validate dataclass `cls` from a plain mapping (YAML or a checkpoint)."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     obj = _build(cls, data or {}, prefix)
     obj.validate()
     return obj

@@ -10,6 +10,7 @@ pathway runs once on the whole scaled-down image.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -90,8 +91,9 @@ def restore(
 ) -> Tensor:
     """Restore one image of any size: (3, H, W) or (1, 3, H, W) in [0, 1] -> (3, H, W) float32.
 
-    `patch_size` and `halo` default to the model config's (halo: the receptive radius); they
-    change memory and speed, never the result. `precision` 'bf16' / 'fp16' autocast on cuda.
+    `patch_size` and `halo` default to the model config's (halo: the receptive radius).
+    `patch_size` changes memory and speed, never the result; a `halo` below the receptive
+    radius makes seams. `precision` 'bf16' / 'fp16' autocast on cuda.
     """
     if precision not in _AMP:
         raise ValueError(f"precision: expected one of {', '.join(_AMP)}, got {precision!r}")
@@ -175,7 +177,12 @@ def _stream_glsgn(
     log.info("restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view %dx%d",
              cfg.variant, dev, full.size[1], full.size[0], factors, patch, g_region.size[1],
              g_region.size[0])  # fmt: skip
-    total = sum(_count(r, patch) for r in grids) + _count(full, fusion_patch)
+    # The cue for pathway k + 1 averages `ratio` pixels per side: pathway k's patches are
+    # multiples of it, and its halo reaches `ratio` further so those pixels are exact too.
+    ratios = [b // a for a, b in itertools.pairwise(factors)] + [1] * bool(factors)
+    patches = [_round_up(patch, max(cfg.align, r)) for r in ratios]
+    total = sum(_count(r, p) for r, p in zip(grids, patches, strict=True))
+    total += _count(full, fusion_patch)
     bar = tqdm(total=total, desc="restore", unit="patch", disable=not progress)
 
     if not factors:  # global_only: pointwise, no halo needed
@@ -190,20 +197,20 @@ def _stream_glsgn(
     prev_cue: Tensor | None = None  # F_{k-1}'s cue, already on grid k, whole
     prev_att: tuple[Tensor | None, Region] | None = None  # A_{k-1} on E_{k-1}'s grid, whole
     for k, grid in enumerate(grids):
-        hl = _halo(model.local_radius(k), halo, cfg.align)
+        nxt = grids[k + 1] if k + 1 < len(grids) else None
+        ratio = ratios[k]
+        hl = _halo(model.local_radius(k) + ratio, halo, max(cfg.align, ratio))
         x_k = downscale(xp, factors[k])
         b_buf = torch.empty(1, 3, *grid.size)
-        nxt = grids[k + 1] if k + 1 < len(grids) else None
         cue_buf = torch.empty(1, cfg.cue_channels, *nxt.size) if nxt is not None else None
         e_grid = grid.coarser(bf)
         att_buf = torch.empty(1, 1, *e_grid.size, device=dev) if cfg.pac else None
-        for tile in tiles(grid, patch):
+        for tile in tiles(grid, patches[k]):
             ext = tile.expand(hl)
             prev = ((grid.crop(prev_cue, ext).to(dev), ext), prev_att) if k else None
             o = model.local_step(k, grid.crop(x_k, ext).to(dev), ext, g, g_region, prev, stats[k])
             _put(b_buf, tile, ext.crop(o.b, tile))
             if cue_buf is not None:  # F_k's cue for pathway k + 1, on its grid
-                ratio = factors[k + 1] // factors[k]
                 dst = Region(nxt.size, tuple(v // ratio for v in tile.box))
                 _put(cue_buf, dst, resample(o.cue.float(), ext, dst))
             if att_buf is not None:

@@ -86,8 +86,13 @@ def test_incompatible_configs_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="model.width_typo: unknown key"):
         load_checkpoint(path)
 
+    payload["model_config"] = 5
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="model: expected a mapping, got 5"):
+        load_checkpoint(path)
+
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    del payload["model_config"]["width_typo"]
+    payload["model_config"] = {k: v for k, v in TINY.__dict__.items()}
     payload["model_config"]["widths"] = [8, 16, 32]  # config no longer fits the weights
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="weights do not fit"):

@@ -122,7 +122,9 @@ def test_rain_streaks_grow_with_resolution():
         regions = regionprops(label(d.layer.mean(-1) > 0.05))
         lengths.append(np.median([r.axis_major_length for r in regions]))
     assert 3.0 < lengths[1] / lengths[0] < 5.0, lengths
-    assert synthesis.streak_kernel(80, 2, 0).shape[0] > 3 * synthesis.streak_kernel(20, 2, 0).shape[0]
+    assert (
+        synthesis.streak_kernel(80, 2, 0).shape[0] > 3 * synthesis.streak_kernel(20, 2, 0).shape[0]
+    )
 
 
 @pytest.mark.parametrize("task", ["reflection", "rain", "haze"])

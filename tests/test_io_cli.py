@@ -213,6 +213,41 @@ def test_jpeg_exif_orientation_and_cmyk(tmp_path, identity_ckpt):
     assert np.abs(out.rgb - read_image(tmp_path / "rot.jpg").rgb).mean() < 0.02  # JPEG re-encode
 
 
+def test_transparency_keys_min_is_white_lzw_and_lossless_webp(tmp_path):
+    rgb = _u8(H, W, 3)
+    rgb[0, 0] = (1, 2, 3)
+    Image.fromarray(rgb).save(tmp_path / "key8.png", transparency=(1, 2, 3))
+    img = read_image(tmp_path / "key8.png")
+    assert img.alpha is not None and img.alpha[0, 0] == 0 and img.alpha.mean() > 0.99
+
+    rgb16 = _u16(H, W, 3)
+    rgb16[1, 1] = (7, 8, 9)
+    cv2.imwrite(str(tmp_path / "key16.png"), np.ascontiguousarray(rgb16[..., ::-1]))
+    data = (tmp_path / "key16.png").read_bytes()
+    payload = b"tRNS" + np.array([7, 8, 9], ">u2").tobytes()
+    import zlib
+
+    chunk = (6).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+    ihdr_end = 8 + 8 + 13 + 4
+    (tmp_path / "key16.png").write_bytes(data[:ihdr_end] + chunk + data[ihdr_end:])
+    img = read_image(tmp_path / "key16.png")
+    assert img.bit_depth == 16 and img.alpha[1, 1] == 0 and img.alpha.mean() > 0.99
+    np.testing.assert_array_equal(np.round(img.rgb * 65535), rgb16)
+
+    ga = _u16(H, W, 2)
+    tifffile.imwrite(tmp_path / "white.tif", ga, photometric="miniswhite",
+                     extrasamples=["unassalpha"])  # fmt: skip
+    img = read_image(tmp_path / "white.tif")
+    np.testing.assert_array_equal(np.round(img.rgb[..., 0] * 65535), 65535 - ga[..., 0])
+    np.testing.assert_array_equal(np.round(img.alpha * 65535), ga[..., 1])
+
+    tifffile.imwrite(tmp_path / "lzw.tif", rgb16, photometric="rgb", compression="lzw")
+    np.testing.assert_array_equal(np.round(read_image(tmp_path / "lzw.tif").rgb * 65535), rgb16)
+
+    write_image(tmp_path / "out.webp", rgb / 255.0)
+    np.testing.assert_array_equal(np.round(read_image(tmp_path / "out.webp").rgb * 255), rgb)
+
+
 def _bad_files(tmp_path):
     good = io.BytesIO()
     Image.fromarray(_u8(64, 64, 3)).save(good, format="PNG")

@@ -29,7 +29,9 @@ def test_fresh_clone_repro_of_the_data_stages(tmp_path):
     clone = tmp_path / "clone"
     _run(["git", "clone", "-q", str(ROOT), str(clone)], tmp_path)
     params = yaml.safe_load((clone / "params.yaml").read_text())
-    params["data"].update(size=[64, 96], reference_size=96, splits={"train": 2, "val": 1, "test": 1})
+    params["data"].update(
+        size=[64, 96], reference_size=96, splits={"train": 2, "val": 1, "test": 1}
+    )
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc = [sys.executable, "-m", "dvc"]
     stages = ["data.dvc"] + [f"prepare@{t}" for t in params["data"]["tasks"]]

@@ -40,6 +40,29 @@ def test_any_size_including_smaller_than_a_patch(hw):
     assert (y - _whole(model, x)).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize(
+    "cfg, hw, patch",
+    [
+        # local_only: the reference passes still need the global view's alignment
+        (dataclasses.replace(TINY, global_pathway=False, local_scales=(1.0,)), (37, 41), 16),
+        (dataclasses.replace(TINY, global_pathway=False, global_scale=8), (40, 40), 16),
+        (dataclasses.replace(TINY, widths=(4,), global_pathway=False, local_scales=(1.0,)),
+         (1, 1), 4),
+        # a large scale jump with a small receptive field: the cue needs its own halo
+        (dataclasses.replace(TINY, widths=(16,), blocks=0, pac=False, local_scales=(1.0, 0.125),
+                             patch_size=6), (45, 45), 6),
+        (dataclasses.replace(TINY, widths=(4,), global_scale=2, local_scales=(1.0, 1 / 64),
+                             patch_size=8), (70, 90), 8),
+        (dataclasses.replace(TINY, widths=(4, 8, 16, 32), blocks=2, global_scale=8), (50, 70), 16),
+    ],
+)  # fmt: skip
+def test_streamed_equals_whole_for_unusual_configs(cfg, hw, patch):
+    model = build_model(cfg).eval()
+    x = torch.rand(3, *hw)
+    y = restore(model, x, patch_size=patch, progress=False)
+    assert (y - _whole(model, x)).abs().max() <= 1e-5
+
+
 def test_halo_below_the_receptive_field_shows_seams():
     """The equality above is not luck: without the halo, patch borders differ."""
     model = build_model(TINY).eval()

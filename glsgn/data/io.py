@@ -130,6 +130,8 @@ def _read_pillow(path: Path) -> LoadedImage:
         mode = im.mode
         if mode == "P" or mode == "PA":
             im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+        elif mode in ("L", "RGB") and "transparency" in im.info:  # a tRNS colour key
+            im = im.convert("LA" if mode == "L" else "RGBA")
         elif mode == "1":
             im = im.convert("L")
         elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -148,9 +150,10 @@ def _read_png16(path: Path, color_type: int) -> LoadedImage:
     if a is None or a.dtype != np.uint16:
         raise ImageError(f"{path}: cannot decode 16-bit PNG data (corrupt or truncated)")
     gray = color_type in (0, 4)
-    alpha = color_type in (4, 6)
-    if a.ndim == 3:  # OpenCV orders colour as BGR(A)
-        a = a[..., [2, 1, 0, 3]] if a.shape[2] == 4 else a[..., ::-1]
+    # OpenCV returns BGR(A); it expands gray+alpha, and a tRNS colour key, to BGRA.
+    alpha = a.ndim == 3 and a.shape[2] == 4
+    if a.ndim == 3:
+        a = a[..., [2, 1, 0, 3]] if alpha else a[..., ::-1]
         if gray:
             a = a[..., [0, 3]] if alpha else a[..., 0]
     return _split(_orient(a, _pillow_orientation(path)), 16, gray, alpha, "PNG")
@@ -176,8 +179,12 @@ def _read_tiff16(path: Path) -> LoadedImage:
         extra = 0
     elif photometric not in (0, 1, 2):
         raise ImageError(f"{path}: 16-bit TIFF with photometric {photometric} is not supported")
-    if photometric == 0:  # min-is-white
-        a = 65535 - a
+    if photometric == 0:  # min-is-white: invert the colour samples, not the alpha
+        a = a.copy()
+        if a.ndim == 2:
+            a = 65535 - a
+        else:
+            a[..., : a.shape[2] - extra] = 65535 - a[..., : a.shape[2] - extra]
     gray = a.ndim == 2 or a.shape[2] - extra == 1
     alpha = extra > 0
     return _split(_orient(a, orientation), 16, gray, alpha, "TIFF")
@@ -241,7 +248,11 @@ def write_image(
             buf.write(enc.tobytes())
         else:
             # 4:4:4 chroma: a restored image should not lose colour detail on the way out
-            kwargs = {"quality": 95, "subsampling": 0} if ext in (".jpg", ".jpeg") else {}
+            kwargs = {
+                ".jpg": {"quality": 95, "subsampling": 0},
+                ".jpeg": {"quality": 95, "subsampling": 0},
+                ".webp": {"lossless": True},
+            }.get(ext, {})
             Image.fromarray(a).save(buf, format=Image.registered_extensions().get(ext), **kwargs)
     except ImageError:
         raise

@@ -80,7 +80,7 @@ class GLSGN(nn.Module):
     def pad_multiple(self) -> int:
         """Full-resolution sides are padded to a multiple of this, so every grid divides evenly."""
         a = self.cfg.align
-        m = self.global_factor * a if self.global_pathway is not None else 1
+        m = self.global_factor * a  # the global view (global pathway or reference passes)
         for k, f in enumerate(self.factors):
             ratio = self.factors[k + 1] // f if k + 1 < len(self.factors) else 1
             m = max(m, f * max(a, ratio))

@@ -48,11 +48,14 @@ def dead_leaves(h: int, w: int, seed: int, cfg: ScenesConfig | None = None) -> S
     # Paint leaf indices back to front; a pixel keeps the last (nearest) leaf that covers it.
     # cv2 draws in fixed point with 4 fractional bits, so sub-pixel centres and radii survive.
     labels = np.full((h, w), -1, np.int32)
-    shift = 4
-    for i, (x, y, r) in enumerate(zip(cx, cy, radii, strict=True)):
-        cv2.circle(
-            labels, (int(x * 16), int(y * 16)), max(1, int(r * 16)), i, -1, cv2.LINE_8, shift
-        )
+    fixed = zip(
+        (cx * 16).astype(int).tolist(),
+        (cy * 16).astype(int).tolist(),
+        np.maximum(1, (radii * 16).astype(int)).tolist(),
+        strict=True,
+    )
+    for i, (x, y, r) in enumerate(fixed):
+        cv2.circle(labels, (x, y), r, i, -1, cv2.LINE_8, 4)
 
     # Per-leaf appearance: a colour, a linear shading across the leaf, a stripe texture and
     # pixel grain, so leaves are not flat and the finest scale carries detail. Everything is
@@ -89,7 +92,9 @@ def dead_leaves(h: int, w: int, seed: int, cfg: ScenesConfig | None = None) -> S
     img = np.where(covered[..., None], img, sky)
     # Depth: a leaf's rank in the occlusion order among the leaves that remain visible, so
     # visible depths spread over [0, 1) instead of crowding near the last leaves painted.
-    visible = np.unique(lab[covered])
-    rank = np.searchsorted(visible, lab).astype(np.float32) / max(len(visible), 1)
+    seen = np.zeros(n, bool)
+    seen[lab[covered]] = True
+    rank_of = (np.cumsum(seen) - 1).astype(np.float32) / max(int(seen.sum()), 1)
+    rank = rank_of[lab]
     depth = np.where(covered, 1.0 - rank, 1.0).astype(np.float32)
     return Scene(image=np.clip(img, 0, 1).astype(np.float32), depth=depth)

@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--raw", type=Path, default=Path("data/raw"), help="starter set or pairs")
     d.add_argument("--out", type=Path, default=None, help="default: data/prepared/TASK")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="the train@RUN stage (runs under torchrun too)")
+    t.add_argument("run", help="a key of train.runs in params.yaml, e.g. reflection-full")
+    t.add_argument("--params", type=Path, default=Path("params.yaml"))
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("evaluate", help="the evaluate@RUN stage: full-resolution test metrics")
+    e.add_argument("run", help="a key of train.runs in params.yaml")
+    e.add_argument("--params", type=Path, default=Path("params.yaml"))
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -176,6 +186,29 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .losses import BackboneError
+    from .train import TrainError, train
+
+    try:
+        train(args.run, load_params(args.params), progress=not args.quiet)
+    except (ConfigError, TrainError, BackboneError, PairedFolderError) as e:
+        print(f"glsgn train: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    try:
+        evaluate(args.run, load_params(args.params), progress=not args.quiet)
+    except (ConfigError, CheckpointError, PairedFolderError, ValueError) as e:
+        print(f"glsgn evaluate: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -183,4 +216,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    return {"restore": cmd_restore, "prepare": cmd_prepare}[args.command](args)
+    commands = {"restore": cmd_restore, "prepare": cmd_prepare, "train": cmd_train,
+                "evaluate": cmd_evaluate}  # fmt: skip
+    return commands[args.command](args)

@@ -21,7 +21,12 @@ __all__ = [
     "ModelConfig",
     "RestoreConfig",
     "DataConfig",
+    "TrainConfig",
+    "LossConfig",
+    "EvaluateConfig",
+    "RunSpec",
     "TASKS",
+    "VARIANTS",
     "Params",
     "load_params",
     "from_dict",
@@ -253,7 +258,7 @@ class DataConfig:
     """Dataset preparation (prepare@task stages)."""
 
     tasks: tuple[str, ...] = TASKS
-    size: tuple[int, int] = (576, 1024)  # H, W of synthetic pairs; paper profile: 2160, 3840
+    size: tuple[int, int] = (288, 512)  # H, W of synthetic pairs; paper profile: 2160, 3840
     reference_size: int = 1024  # long side at which synthesis pixel sizes are given
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     scene_fraction: float = 0.5  # share of clean images that are dead-leaves scenes
@@ -289,6 +294,116 @@ class DataConfig:
         return max(h, w) / self.reference_size
 
 
+VARIANTS = (
+    "full",
+    "no_content",
+    "no_attention",
+    "no_intensity",
+    "no_semantic",
+    "global_only",
+    "local_only",
+    "no_pyramid",
+    "fullres",
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the pipeline: a task and a variant (full, an ablation, a baseline)."""
+
+    task: Literal["reflection", "rain", "haze"] = "reflection"
+    variant: str = "full"
+
+    def validate(self, key: str) -> None:
+        _require(self.variant in VARIANTS, f"{key}.variant", f"one of {', '.join(VARIANTS)}",
+                 self.variant)  # fmt: skip
+
+
+def _default_runs() -> dict[str, RunSpec]:
+    runs = {f"reflection-{v}": RunSpec("reflection", v) for v in VARIANTS}
+    runs.update({f"{t}-full": RunSpec(t, "full") for t in ("rain", "haze")})
+    return runs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe (train@run stages)."""
+
+    runs: dict[str, RunSpec] = field(default_factory=_default_runs)
+    steps: int = 80
+    batch_size: int = 2
+    crop: int = 128  # full-resolution crop side (a multiple of the model's pad_multiple)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 8  # linear warm-up steps, then cosine decay to lr_min
+    lr_min: float = 1e-5
+    clip: float = 1.0  # gradient-norm clipping
+    workers: int = 0  # DataLoader workers
+    seed: int = 0
+    checkpoint_every: int = 40  # steps between resumable checkpoints
+    val_every: int = 40  # steps between validation PSNR measurements
+    log_every: int = 5
+    amp: Literal["none", "bf16", "fp16"] = "bf16"  # autocast on cuda only
+    channels_last: bool = True  # on cuda only
+
+    def validate(self) -> None:
+        p = "train"
+        _require(len(self.runs) >= 1, f"{p}.runs", "at least one run", self.runs)
+        for name, run in self.runs.items():
+            ok = bool(name) and all(c.isalnum() or c in "-_" for c in name)
+            _require(ok, f"{p}.runs", "run names of letters, digits, '-' and '_'", name)
+            run.validate(f"{p}.runs.{name}")
+        for key, lo, hi in (
+            ("steps", 1, 10**8), ("batch_size", 1, 4096), ("crop", 16, 16384), ("warmup", 0, 10**8),
+            ("workers", 0, 256), ("checkpoint_every", 1, 10**8), ("val_every", 1, 10**8),
+            ("log_every", 1, 10**8),
+        ):  # fmt: skip
+            v = getattr(self, key)
+            _require(lo <= v <= hi, f"{p}.{key}", f"an int in [{lo}, {hi}]", v)
+        _require(0 < self.lr <= 1, f"{p}.lr", "a number in (0, 1]", self.lr)
+        _require(0 <= self.lr_min <= self.lr, f"{p}.lr_min", "in [0, train.lr]", self.lr_min)
+        _require(0 <= self.weight_decay <= 1, f"{p}.weight_decay", "in [0, 1]", self.weight_decay)
+        _require(self.clip > 0, f"{p}.clip", "a number > 0", self.clip)
+        _require(0 <= self.seed < 2**32, f"{p}.seed", "an int in [0, 2^32)", self.seed)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Reconstruction losses and the four consistency terms (docs/method.md, "Losses")."""
+
+    reconstruction: float = 1.0  # L1 of B_out against the target
+    pathway: float = 0.5  # L1 of each B_i and B_g against the target at its scale
+    content: float = 0.1  # low-level content consistency
+    attention: float = 0.05  # perceptual attention consistency
+    intensity: float = 0.1  # restoring intensity consistency
+    semantic: float = 0.05  # high-level semantic consistency (frozen timm backbone)
+    backbone: str = "resnet18"  # timm model name
+    backbone_layers: tuple[int, ...] = (1, 2)  # timm feature stages (out_indices)
+    backbone_weights: str | None = None  # a local weights file, "hub" (timm's cache/download)
+    allow_random_backbone: bool = True  # with no weights: random init, recorded in metrics
+
+    def validate(self) -> None:
+        for key in ("reconstruction", "pathway", "content", "attention", "intensity", "semantic"):
+            v = getattr(self, key)
+            _require(0 <= v <= 1000, f"loss.{key}", "a weight in [0, 1000]", v)
+        _require(len(self.backbone_layers) >= 1 and all(0 <= i <= 8 for i in self.backbone_layers),
+                 "loss.backbone_layers", "a list of feature stages in [0, 8]",
+                 list(self.backbone_layers))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Full-resolution evaluation (evaluate@run stages)."""
+
+    keep_images: int = 2  # restored test images kept for the figures
+    lpips_backbone: str | None = None  # AlexNet weights file when torch's hub cache has none
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def validate(self) -> None:
+        _require(0 <= self.keep_images <= 10000, "evaluate.keep_images", "an int >= 0",
+                 self.keep_images)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Params:
     """The whole params.yaml."""
@@ -296,11 +411,20 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def validate(self) -> None:
         self.model.validate()
         self.restore.validate()
         self.data.validate()
+        self.train.validate()
+        self.loss.validate()
+        self.evaluate.validate()
+        for name, run in self.train.runs.items():
+            _require(run.task in self.data.tasks, f"train.runs.{name}.task",
+                     f"a task of data.tasks ({', '.join(self.data.tasks)})", run.task)  # fmt: skip
 
 
 # --- typed construction from plain data ------------------------------------------------------
@@ -318,7 +442,7 @@ def _type_name(tp: Any) -> str:
         return f"a list of {item}" if args[-1] is Ellipsis else f"a list of {len(args)} {item}"
     if tp is type(None):
         return "null"
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or origin is dict:
         return "a mapping"
     return {int: "an int", float: "a number", bool: "true or false", str: "a string"}.get(
         tp, str(tp)
@@ -332,6 +456,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return _build(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        kt, vt = typing.get_args(tp)
+        return {
+            _coerce(k, kt, f"{key} (key {k!r})"): _coerce(v, vt, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if origin in (Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:

@@ -73,8 +73,11 @@ class TrainCrops(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+    def __getitem__(self, key: int | tuple[int, int, int]) -> dict:
+        """`key`: an index, or (index, epoch, batch) from the training sampler; the crop
+        position is drawn per batch, so that all crops of a batch share one region."""
+        i, epoch, batch = key if isinstance(key, tuple) else (key, self.epoch, key)
+        rng = np.random.default_rng([self.seed, epoch, i])
         item = self.images[i]
         x, y = item["input"], item["target"]
         if self.augment:
@@ -85,8 +88,9 @@ class TrainCrops(Dataset):
         y, _ = pad_to_multiple(y[None], self.multiple)
         h, w = x.shape[-2:]
         ch, cw = min(self.crop, h), min(self.crop, w)
-        y0 = int(rng.integers(0, (h - ch) // self.multiple + 1)) * self.multiple
-        x0 = int(rng.integers(0, (w - cw) // self.multiple + 1)) * self.multiple
+        pos = np.random.default_rng([self.seed, epoch, batch, 1])
+        y0 = int(pos.integers(0, (h - ch) // self.multiple + 1)) * self.multiple
+        x0 = int(pos.integers(0, (w - cw) // self.multiple + 1)) * self.multiple
         return {
             "name": item["name"],
             "input": x[0, :, y0 : y0 + ch, x0 : x0 + cw],

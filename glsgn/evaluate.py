@@ -1,0 +1,152 @@
+"""Full-resolution evaluation: `glsgn evaluate RUN` (the evaluate@RUN stage).
+
+Every test image is restored whole with `glsgn.restore` (patch-streamed, seam-free). PSNR and
+SSIM come from scikit-image, LPIPS from the lpips package. LPIPS needs ImageNet AlexNet weights:
+from torch's hub cache, or a file named in `evaluate.lpips_backbone`. Nothing is downloaded,
+and without weights LPIPS is recorded as null with the reason. Writes
+metrics/{task}/{variant}.json, a per-image CSV, and the first restored images for the figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from tqdm.auto import tqdm
+
+from .atomic import atomic_write
+from .checkpoint import load_checkpoint
+from .config import Params
+from .data.datasets import PairedImages
+from .data.io import write_image
+from .restore import resolve_device, restore
+from .train import TrainError, variant_configs
+
+__all__ = ["evaluate", "load_lpips", "psnr_ssim"]
+
+log = logging.getLogger(__name__)
+
+ALEXNET_CACHE_NAME = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet
+
+
+def psnr_ssim(restored: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of (H, W, 3) images in [0, 1], by scikit-image."""
+    restored = np.clip(restored, 0, 1).astype(np.float64)
+    target = target.astype(np.float64)
+    psnr = peak_signal_noise_ratio(target, restored, data_range=1.0)
+    ssim = structural_similarity(target, restored, data_range=1.0, channel_axis=2)
+    return float(psnr), float(ssim)
+
+
+def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
+    """(LPIPS-alex model, where its backbone came from), or (None, why not)."""
+    import lpips
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_CACHE_NAME
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            return None, f"evaluate.lpips_backbone: no such file {weights!r}"
+    elif cached.is_file():
+        path = cached
+    else:
+        return None, (
+            f"no ImageNet AlexNet weights: none in torch's hub cache ({cached}) and "
+            "evaluate.lpips_backbone is null; nothing is downloaded at run time"
+        )
+    # pretrained=True: the linear calibration layers shipped inside the lpips package;
+    # pnet_rand=True: no torchvision download, the backbone comes from `path` below.
+    model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.net.state_dict()
+    mapped = {}
+    for name in own:  # "slice2.3.weight" is torchvision's "features.3.weight"
+        _, index, param = name.split(".")
+        mapped[name] = state[f"features.{index}.{param}"]
+    model.net.load_state_dict(mapped)
+    return model.eval(), f"lpips {lpips.__version__} (alex), backbone weights {path}"
+
+
+def _peak_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+
+
+def evaluate(run: str, params: Params, root: Path = Path("."), progress: bool = True) -> dict:
+    """Evaluate models/RUN.pt on its task's test split; returns the metrics it wrote."""
+    if run not in params.train.runs:
+        raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
+    spec = params.train.runs[run]
+    mcfg, _ = variant_configs(params, spec.variant)
+    model, meta = load_checkpoint(root / "models" / f"{run}.pt", expect=mcfg)
+    device = resolve_device(params.evaluate.device)
+    ds = PairedImages(root / "data" / "prepared" / spec.task / "test")
+    lp, lp_note = load_lpips(params.evaluate.lpips_backbone)
+    if lp is not None:
+        lp = lp.to(device)
+    log.info("evaluate %s on %s: %d test images, LPIPS: %s", run, device, len(ds), lp_note)
+    keep_dir = root / "reports" / "restored" / run
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in tqdm(range(len(ds)), desc=f"evaluate {run}", disable=not progress):
+        item = ds[i]
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        out = restore(model, item["input"], device=device, progress=False)
+        seconds = time.perf_counter() - t0
+        peak, peak_kind = _peak_mb(device)
+        restored, target = out.permute(1, 2, 0).numpy(), item["target"].permute(1, 2, 0).numpy()
+        psnr, ssim = psnr_ssim(restored, target)
+        lp_value = None
+        if lp is not None:
+            with torch.no_grad():
+                a = out.clamp(0, 1)[None].to(device) * 2 - 1
+                lp_value = float(lp(a, item["target"][None].to(device) * 2 - 1).item())
+        rows.append({"name": item["name"], "psnr": psnr, "ssim": ssim, "lpips": lp_value,
+                     "seconds": seconds, "peak_memory_mb": peak})  # fmt: skip
+        if i < params.evaluate.keep_images:
+            write_image(keep_dir / f"{item['name']}.png", restored)
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows if r[key] is not None]
+        return float(np.mean(vals)) if vals and len(vals) == len(rows) else None
+
+    metrics = {
+        "psnr": mean("psnr"),
+        "ssim": mean("ssim"),
+        "lpips": mean("lpips"),
+        "lpips_note": lp_note,
+        "seconds_per_image": mean("seconds"),
+        "peak_memory_mb": float(max(r["peak_memory_mb"] for r in rows)),
+        "peak_memory_kind": peak_kind,
+        "n_images": len(rows),
+        "run": run,
+        "task": spec.task,
+        "variant": spec.variant,
+        "device": str(device),
+        "train_steps": meta["extra"].get("steps"),
+        "semantic_backbone": meta["extra"].get("semantic_backbone"),
+    }
+    out_dir = root / "metrics" / spec.task
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out_dir / f"{spec.variant}.json") as f:
+        f.write((json.dumps(metrics, indent=1) + "\n").encode())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_write(out_dir / f"{spec.variant}.csv") as f:
+        f.write(buf.getvalue().encode())
+    log.info("%s: PSNR %.2f dB, SSIM %.4f, LPIPS %s", run, metrics["psnr"], metrics["ssim"],
+             metrics["lpips"])  # fmt: skip
+    return metrics

@@ -1,0 +1,268 @@
+"""Training, top to bottom: `glsgn train RUN` (the train@RUN stage).
+
+AdamW with linear warm-up and cosine decay, gradient clipping, bf16 autocast and channels_last
+on CUDA, deterministic on the CPU. Batches are a pure function of (seed, step), and a
+resumable checkpoint is written every `train.checkpoint_every` steps, so a killed run started
+again continues where it stopped and ends with the weights an uninterrupted run would have.
+Runs unchanged under `torchrun --nproc_per_node=N` (DDP: nccl on GPUs, gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from .atomic import atomic_write
+from .checkpoint import save_checkpoint
+from .config import LossConfig, ModelConfig, Params, RunSpec
+from .data.datasets import PairedImages, TrainCrops
+from .losses import GLSGNLoss, TrainBatch
+from .model import build_model
+from .model.resample import Region
+from .restore import restore
+
+__all__ = ["VARIANT_CHANGES", "variant_configs", "train", "TrainError"]
+
+log = logging.getLogger(__name__)
+
+# What each variant changes: (model switches, loss weights). `full` changes nothing.
+VARIANT_CHANGES: dict[str, tuple[dict, dict]] = {
+    "full": ({}, {}),
+    "no_content": ({}, {"content": 0.0}),
+    "no_attention": ({"pac": False}, {"attention": 0.0}),
+    "no_intensity": ({}, {"intensity": 0.0}),
+    "no_semantic": ({}, {"semantic": 0.0}),
+    "global_only": ({"local_pathways": False}, {}),
+    "local_only": ({"global_pathway": False}, {}),
+    "no_pyramid": ({"pyramid": False}, {}),
+    "fullres": ({"arch": "fullres"}, {}),
+}
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or resume; the message says why and what to do."""
+
+
+def variant_configs(params: Params, variant: str) -> tuple[ModelConfig, LossConfig]:
+    """The model and loss configs of `variant`, from params.yaml's `model` and `loss`."""
+    model_changes, loss_changes = VARIANT_CHANGES[variant]
+    return (
+        dataclasses.replace(params.model, **model_changes),
+        dataclasses.replace(params.loss, **loss_changes),
+    )
+
+
+class StepBatches(Sampler):
+    """Batch b (from `start`) holds positions [b*B, (b+1)*B) of an endless sequence of seeded
+    permutations, one per epoch; a rank takes every world-th item of each global batch.
+    Items are (index, epoch, batch) so that TrainCrops seeds each crop from them."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, steps: int, rank=0, world=1):
+        self.n, self.batch, self.seed = n, batch, seed
+        self.start, self.steps, self.rank, self.world = start, steps, rank, world
+
+    def _position(self, p: int) -> tuple[int, int]:
+        epoch, i = divmod(p, self.n)
+        return int(np.random.default_rng([self.seed, epoch]).permutation(self.n)[i]), epoch
+
+    def __iter__(self):
+        gb = self.batch * self.world
+        for step in range(self.start, self.steps):
+            items = [self._position(step * gb + j) for j in range(gb)]
+            yield [(i, e, step) for i, e in items[self.rank :: self.world]]
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+
+def _collate(items: list[dict]) -> dict:
+    sizes = {tuple(it["size"].tolist()) for it in items}
+    boxes = {tuple(it["box"].tolist()) for it in items}
+    if len(sizes) > 1 or len(boxes) > 1:
+        raise TrainError(
+            f"a batch mixes image sizes {sorted(sizes)}: train.batch_size > 1 needs the images "
+            "of a split to share one size; set train.batch_size: 1 for mixed sizes"
+        )
+    out = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "name"}
+    out["name"] = [it["name"] for it in items]
+    return out
+
+
+def _lr_lambda(cfg) -> callable:
+    def f(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        floor = cfg.lr_min / cfg.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.clamp(0, 1) - b).square().mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def _validate(model, root: Path, device: torch.device) -> float:
+    """Mean PSNR of the val split restored at full resolution (the same as evaluation)."""
+    ds = PairedImages(root)
+    return float(np.mean([_psnr(restore(model, it["input"], device=device, progress=False),
+                                it["target"]) for it in ds]))  # fmt: skip
+
+
+def _state(model, opt, sched, step: int, run: str, mcfg, tcfg) -> dict:
+    return {
+        "format": "glsgn-train-state",
+        "run": run,
+        "step": step,
+        "model_config": dataclasses.asdict(mcfg),
+        "train_config": {k: v for k, v in dataclasses.asdict(tcfg).items() if k != "runs"},
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+    }
+
+
+def train(
+    run: str,
+    params: Params,
+    root: Path = Path("."),
+    stop_at: int | None = None,
+    progress: bool = True,
+) -> Path | None:
+    """Train `run` (a key of train.runs); returns models/RUN.pt. `stop_at` ends the process's
+    work after that step, as a kill would (for tests and preemption drills)."""
+    if run not in params.train.runs:
+        raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
+    spec: RunSpec = params.train.runs[run]
+    tcfg = params.train
+    mcfg, lcfg = variant_configs(params, spec.variant)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(tcfg.seed)
+    amp = device.type == "cuda" and tcfg.amp != "none"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tcfg.amp)
+
+    model = build_model(mcfg).to(device)
+    if device.type == "cuda" and tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = GLSGNLoss(lcfg, model).to(device)
+    data_root = root / "data" / "prepared" / spec.task
+    ds = TrainCrops(data_root / "train", tcfg.crop, model.pad_multiple,
+                    mcfg.global_scale, seed=tcfg.seed)  # fmt: skip
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
+    scaler = torch.amp.GradScaler(enabled=amp and amp_dtype == torch.float16)
+
+    state_path = root / "checkpoints" / run / "last.pt"
+    start = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        now = _state(model, opt, sched, 0, run, mcfg, tcfg)
+        for key in ("model_config", "train_config"):
+            if state[key] != now[key]:
+                raise TrainError(
+                    f"{state_path}: saved with a different {key.split('_')[0]} configuration; "
+                    "delete it to start over, or restore the parameters it was saved with"
+                )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["step"]
+        log.info("resuming %s from step %d (%s)", run, start, state_path)
+    backbone = loss_fn.backbone.source if loss_fn.backbone is not None else "not used"
+    log.info(
+        "train %s: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
+        "steps %d, batch %d x %d, crop %d, lr %g; semantic backbone: %s",
+        run, spec.task, spec.variant, mcfg.variant, sum(p.numel() for p in model.parameters()),
+        len(ds), device, f" ({tcfg.amp} autocast)" if amp else "", tcfg.steps, tcfg.batch_size,
+        world, tcfg.crop, tcfg.lr, backbone,
+    )  # fmt: skip
+    net = DistributedDataParallel(model) if world > 1 else model
+
+    live = None
+    if rank == 0:
+        from dvclive import Live
+
+        live = Live(str(root / "dvclive" / run), resume=start > 0, save_dvc_exp=False,
+                    dvcyaml=False, report=None)  # fmt: skip
+        live.log_params({"run": run, "task": spec.task, "variant": spec.variant,
+                         "semantic_backbone": backbone})  # fmt: skip
+    sampler = StepBatches(len(ds), tcfg.batch_size, tcfg.seed, start, tcfg.steps, rank, world)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=tcfg.workers, collate_fn=_collate)
+    bar = tqdm(total=tcfg.steps, initial=start, desc=f"train {run}", unit="step",
+               disable=not progress or rank != 0)  # fmt: skip
+    t0 = time.perf_counter()
+    for step, b in zip(range(start, tcfg.steps), loader, strict=True):
+        model.train()
+        size, box = b["size"][0].tolist(), b["box"][0].tolist()
+        batch = TrainBatch(*(b[k].to(device) for k in ("input", "target", "input_global",
+                                                         "target_global")),
+                           region=Region(tuple(size), tuple(box)))  # fmt: skip
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            out = net(batch.x, global_view=batch.x_global, region=batch.region)
+            terms = loss_fn(out, batch)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(terms["total"]).backward()
+        scaler.unscale_(opt)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        done = step + 1
+        bar.update()
+        if live is not None and (done % tcfg.log_every == 0 or done == tcfg.steps):
+            live.step = done
+            for k, v in terms.items():
+                live.log_metric(f"train/{k}", float(v))
+            live.log_metric("train/lr", sched.get_last_lr()[0])
+            live.log_metric("train/grad_norm", float(grad_norm))
+            live.log_metric("train/samples_per_s", (done - start) * tcfg.batch_size * world /
+                            (time.perf_counter() - t0))  # fmt: skip
+            bar.set_postfix(loss=f"{float(terms['total']):.4f}")
+        if live is not None and (done % tcfg.val_every == 0 or done == tcfg.steps):
+            live.step = done
+            live.log_metric("val/psnr", _validate(model, data_root / "val", device))
+        if rank == 0 and (done % tcfg.checkpoint_every == 0 or done == tcfg.steps):
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(state_path) as f:
+                torch.save(_state(model, opt, sched, done, run, mcfg, tcfg), f)
+        if live is not None:
+            live.make_summary()
+        if stop_at is not None and done >= stop_at:
+            bar.close()
+            return None
+    bar.close()
+    out_path = root / "models" / f"{run}.pt"
+    if rank == 0:
+        save_checkpoint(out_path, model, extra={
+            "run": run, "task": spec.task, "variant": spec.variant, "steps": tcfg.steps,
+            "loss": dataclasses.asdict(lcfg), "semantic_backbone": backbone,
+        })  # fmt: skip
+        live.end()
+        log.info("saved %s after %d steps", out_path, tcfg.steps)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out_path

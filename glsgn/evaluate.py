@@ -72,7 +72,7 @@ def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
         _, index, param = name.split(".")
         mapped[name] = state[f"features.{index}.{param}"]
     model.net.load_state_dict(mapped)
-    return model.eval(), f"lpips {lpips.__version__} (alex), backbone weights {path}"
+    return model.eval(), f"lpips (alex), backbone weights {path}"
 
 
 def _peak_mb(device: torch.device) -> tuple[float, str]:

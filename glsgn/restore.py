@@ -132,6 +132,11 @@ def restore(
     return out[0, :, :h, :w]
 
 
+def _level(progress: bool) -> int:
+    """Log the plan where a progress bar follows; quiet callers (validation) log it at debug."""
+    return logging.INFO if progress else logging.DEBUG
+
+
 def _halo(radius: int, override: int | None, align: int) -> int:
     return _round_up(radius if override is None else override, align)
 
@@ -150,8 +155,8 @@ def _stream_fullres(
 ) -> Tensor:
     grid = Region.whole(*xp.shape[-2:])
     hl = _halo(model.radius(), halo, model.cfg.align)
-    log.info("restore fullres on %s: padded to %dx%d, patch %d, halo %d", dev, grid.size[1],
-             grid.size[0], patch, hl)  # fmt: skip
+    log.log(_level(progress), "restore fullres on %s: padded to %dx%d, patch %d, halo %d", dev,
+            grid.size[1], grid.size[0], patch, hl)  # fmt: skip
     out = torch.empty_like(xp)
     for tile in tqdm(list(tiles(grid, patch)), desc="restore", unit="patch", disable=not progress):
         ext = tile.expand(hl)
@@ -174,7 +179,8 @@ def _stream_glsgn(
     stats = model.reference_step(g_view, g, g_region) if factors else []
     fusion_patch = _round_up(2 * patch, 2 * max(factors, default=1))
     grids = [full.coarser(f) for f in factors]
-    log.info("restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view %dx%d",
+    log.log(_level(progress),
+            "restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view %dx%d",
              cfg.variant, dev, full.size[1], full.size[0], factors, patch, g_region.size[1],
              g_region.size[0])  # fmt: skip
     # The cue for pathway k + 1 averages `ratio` pixels per side: pathway k's patches are

@@ -89,11 +89,13 @@ class StepBatches(Sampler):
 def _collate(items: list[dict]) -> dict:
     sizes = {tuple(it["size"].tolist()) for it in items}
     boxes = {tuple(it["box"].tolist()) for it in items}
-    if len(sizes) > 1 or len(boxes) > 1:
+    if len(sizes) > 1:
         raise TrainError(
             f"a batch mixes image sizes {sorted(sizes)}: train.batch_size > 1 needs the images "
             "of a split to share one size; set train.batch_size: 1 for mixed sizes"
         )
+    if len(boxes) > 1:  # TrainCrops draws one crop position per batch
+        raise TrainError(f"a batch mixes crop positions {sorted(boxes)}")
     out = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "name"}
     out["name"] = [it["name"] for it in items]
     return out
@@ -133,6 +135,33 @@ def _state(model, opt, sched, step: int, run: str, mcfg, tcfg) -> dict:
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
     }
+
+
+class _LogOnly:
+    """Stands in for dvclive where it is not installed (a bare GPU image): logs, writes nothing."""
+
+    step = 0
+
+    def log_params(self, params: dict) -> None:
+        log.info("params %s", params)
+
+    def log_metric(self, name: str, value: float) -> None:
+        log.info("step %d %s %.6g", self.step, name, value)
+
+    def make_summary(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def _live(path: Path, resume: bool):
+    try:
+        from dvclive import Live
+    except ImportError:
+        log.warning("dvclive is not installed: metrics go to the log only")
+        return _LogOnly()
+    return Live(str(path), resume=resume, save_dvc_exp=False, dvcyaml=False, report=None)
 
 
 def train(
@@ -192,7 +221,8 @@ def train(
         start = state["step"]
         log.info("resuming %s from step %d (%s)", run, start, state_path)
     backbone = loss_fn.backbone.source if loss_fn.backbone is not None else "not used"
-    log.info(
+    log.log(
+        logging.INFO if rank == 0 else logging.DEBUG,
         "train %s: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
         "steps %d, batch %d x %d, crop %d, lr %g; semantic backbone: %s",
         run, spec.task, spec.variant, mcfg.variant, sum(p.numel() for p in model.parameters()),
@@ -201,12 +231,8 @@ def train(
     )  # fmt: skip
     net = DistributedDataParallel(model) if world > 1 else model
 
-    live = None
-    if rank == 0:
-        from dvclive import Live
-
-        live = Live(str(root / "dvclive" / run), resume=start > 0, save_dvc_exp=False,
-                    dvcyaml=False, report=None)  # fmt: skip
+    live = _live(root / "dvclive" / run, start > 0) if rank == 0 else None
+    if live is not None:
         live.log_params({"run": run, "task": spec.task, "variant": spec.variant,
                          "semantic_backbone": backbone})  # fmt: skip
     sampler = StepBatches(len(ds), tcfg.batch_size, tcfg.seed, start, tcfg.steps, rank, world)
@@ -235,12 +261,14 @@ def train(
         if live is not None and (done % tcfg.log_every == 0 or done == tcfg.steps):
             live.step = done
             for k, v in terms.items():
-                live.log_metric(f"train/{k}", float(v))
+                live.log_metric(f"train/{k}", float(v.detach()))
             live.log_metric("train/lr", sched.get_last_lr()[0])
             live.log_metric("train/grad_norm", float(grad_norm))
             live.log_metric("train/samples_per_s", (done - start) * tcfg.batch_size * world /
                             (time.perf_counter() - t0))  # fmt: skip
-            bar.set_postfix(loss=f"{float(terms['total']):.4f}")
+            if device.type == "cuda":
+                live.log_metric("train/peak_cuda_mb", torch.cuda.max_memory_allocated() / 2**20)
+            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
         if live is not None and (done % tcfg.val_every == 0 or done == tcfg.steps):
             live.step = done
             live.log_metric("val/psnr", _validate(model, data_root / "val", device))

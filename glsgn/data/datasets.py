@@ -88,7 +88,7 @@ class TrainCrops(Dataset):
         y, _ = pad_to_multiple(y[None], self.multiple)
         h, w = x.shape[-2:]
         ch, cw = min(self.crop, h), min(self.crop, w)
-        pos = np.random.default_rng([self.seed, epoch, batch, 1])
+        pos = np.random.default_rng([self.seed, batch, 1])  # one position per batch
         y0 = int(pos.integers(0, (h - ch) // self.multiple + 1)) * self.multiple
         x0 = int(pos.integers(0, (w - cw) // self.multiple + 1)) * self.multiple
         return {

@@ -64,7 +64,11 @@ class FullResNet(nn.Module):
     def radius(self) -> int:
         return 1 + self.net.encoder.radius() + self.net.decoder.radius() + 1
 
-    def forward(self, x: Tensor) -> GLSGNOutput:
+    def forward(
+        self, x: Tensor, global_view: Tensor | None = None, region: object | None = None
+    ) -> GLSGNOutput:
+        """`global_view` and `region` (GLSGN's training form) are accepted and unused: this
+        network sees only the crop."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"FullResNet expects (N, 3, H, W) images, got shape {tuple(x.shape)}")
         xp, (h, w) = pad_to_multiple(x, self.pad_multiple)

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -173,40 +174,47 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _stage(command: str, work: Callable[[], object], errors: tuple[type[Exception], ...]) -> int:
+    """Run a pipeline stage's work; an expected failure is one clear line and exit code 2."""
+    try:
+        work()
+    except errors as e:
+        print(f"glsgn {command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data.prepare import prepare
 
-    try:
-        params = load_params(args.params)
-        out = args.out or Path("data/prepared") / args.task
-        prepare(args.task, params, args.raw, out, progress=not args.quiet)
-    except (ConfigError, ImageError, PairedFolderError, ValueError) as e:
-        print(f"glsgn prepare: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    out = args.out or Path("data/prepared") / args.task
+    return _stage(
+        "prepare",
+        lambda: prepare(args.task, load_params(args.params), args.raw, out, not args.quiet),
+        (ConfigError, ImageError, PairedFolderError, ValueError),
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .losses import BackboneError
     from .train import TrainError, train
 
-    try:
-        train(args.run, load_params(args.params), progress=not args.quiet)
-    except (ConfigError, TrainError, BackboneError, PairedFolderError) as e:
-        print(f"glsgn train: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return _stage(
+        "train",
+        lambda: train(args.run, load_params(args.params), progress=not args.quiet),
+        (ConfigError, TrainError, BackboneError, PairedFolderError),
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
+    from .train import TrainError
 
-    try:
-        evaluate(args.run, load_params(args.params), progress=not args.quiet)
-    except (ConfigError, CheckpointError, PairedFolderError, ValueError) as e:
-        print(f"glsgn evaluate: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return _stage(
+        "evaluate",
+        lambda: evaluate(args.run, load_params(args.params), progress=not args.quiet),
+        (ConfigError, CheckpointError, PairedFolderError, TrainError, ValueError),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -206,8 +206,15 @@ def train(
 
     state_path = root / "checkpoints" / run / "last.pt"
     start = 0
+    state = None
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["step"] >= tcfg.steps:
+            # A finished run is trained again only when something it depends on changed
+            # (that is when DVC reruns the stage): start over rather than reuse old weights.
+            log.info("%s holds a finished run: starting over", state_path)
+            state = None
+    if state is not None:
         now = _state(model, opt, sched, 0, run, mcfg, tcfg)
         for key in ("model_config", "train_config"):
             if state[key] != now[key]:

@@ -82,3 +82,19 @@ def test_environment_yml_installs_from_pyproject_only():
     assert pip == ["-e .[dev]"]
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert "[project.optional-dependencies]" in pyproject and "dev = [" in pyproject
+
+
+def test_stage_commands_report_bad_params_in_one_line(tmp_path, capsys):
+    from glsgn.cli import main
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: {stepz: 3}\n")
+    for argv in (["prepare", "rain"], ["train", "rain-full"], ["evaluate", "rain-full"]):
+        assert main([*argv, "--params", str(bad), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1
+        assert err[0].startswith(f"glsgn {argv[0]}: error: {bad}: train.stepz: unknown key")
+    good = tmp_path / "good.yaml"
+    good.write_text("{}\n")
+    assert main(["train", "nope-full", "--params", str(good), "--quiet"]) == 2
+    assert "run 'nope-full' is not in train.runs" in capsys.readouterr().err

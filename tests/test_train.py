@@ -78,6 +78,12 @@ def test_killed_run_resumes_to_the_same_weights(root, tmp_path):
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+    # A finished run trained again (DVC reruns it when a dependency changed) starts over.
+    train("reflection-full", params, b, progress=False)
+    wc = torch.load(b / "models/reflection-full.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+    # A killed run cannot resume under a different recipe.
+    train("reflection-full", params, b, stop_at=4, progress=False)
     with pytest.raises(TrainError, match="different train configuration"):
         train("reflection-full", _params(lr=1e-3), b, progress=False)
 

@@ -58,10 +58,7 @@ def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
     elif cached.is_file():
         path = cached
     else:
-        return None, (
-            f"no ImageNet AlexNet weights: none in torch's hub cache ({cached}) and "
-            "evaluate.lpips_backbone is null; nothing is downloaded at run time"
-        )
+        return None, "no AlexNet weights in torch's hub cache; evaluate.lpips_backbone is null"
     # pretrained=True: the linear calibration layers shipped inside the lpips package;
     # pnet_rand=True: no torchvision download, the backbone comes from `path` below.
     model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
@@ -73,6 +70,16 @@ def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
         mapped[name] = state[f"features.{index}.{param}"]
     model.net.load_state_dict(mapped)
     return model.eval(), f"lpips (alex), backbone weights {path}"
+
+
+def _backbone_kind(source: str | None) -> str:
+    """The semantic backbone a checkpoint was trained with, in one word (the checkpoint and
+    the training log hold the full description)."""
+    if not source or source == "not used":
+        return "not used"
+    if source.startswith("random"):
+        return "random"
+    return "hub" if "(hub cache)" in source else "file"
 
 
 def _peak_mb(device: torch.device) -> tuple[float, str]:
@@ -93,7 +100,8 @@ def evaluate(run: str, params: Params, root: Path = Path("."), progress: bool = 
     lp, lp_note = load_lpips(params.evaluate.lpips_backbone)
     if lp is not None:
         lp = lp.to(device)
-    log.info("evaluate %s on %s: %d test images, LPIPS: %s", run, device, len(ds), lp_note)
+    null = "" if lp is not None else " (recorded as null; nothing is downloaded at run time)"
+    log.info("evaluate %s on %s: %d test images, LPIPS: %s%s", run, device, len(ds), lp_note, null)
     keep_dir = root / "reports" / "restored" / run
     keep_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -135,7 +143,7 @@ def evaluate(run: str, params: Params, root: Path = Path("."), progress: bool = 
         "variant": spec.variant,
         "device": str(device),
         "train_steps": meta["extra"].get("steps"),
-        "semantic_backbone": meta["extra"].get("semantic_backbone"),
+        "semantic_backbone": _backbone_kind(meta["extra"].get("semantic_backbone")),
     }
     out_dir = root / "metrics" / spec.task
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -237,9 +237,9 @@ class GLSGNLoss(nn.Module):
         common = r.coarser(2) if all(v % 2 == 0 for v in (*r.size, *r.box)) else r
         images = [_to(out.b_out, r, common)] + [_to(b, rb, common) for b, rb in
                                                  self._outputs(out, batch)]  # fmt: skip
-        feats = [self.backbone(torch.cat(images + [_to(batch.y, r, common)]))]
-        n = len(images) + 1
-        per_image = [[f.chunk(n)[i] for f in feats[0]] for i in range(n)]
+        n = len(images) + 1  # the outputs, then the target: one backbone pass for all
+        layers = self.backbone(torch.cat(images + [_to(batch.y, r, common)]))
+        per_image = [[f.chunk(n)[i] for f in layers] for i in range(n)]
         target = per_image[-1]
 
         def dist(a: list[Tensor], b: list[Tensor]) -> Tensor:

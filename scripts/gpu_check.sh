@@ -52,4 +52,6 @@ PY
 ln -s "$PWD/assets/starter" "$WORK/raw"
 (cd "$WORK" && timeout 120 python3 -m glsgn prepare reflection --raw raw --quiet \
   && timeout 300 python3 -m glsgn train reflection-full --quiet) 2>&1 | tee "$OUT/train.log"
-grep -E "samples_per_s|peak_cuda_mb" "$OUT/train.log" | tail -4
+# With dvclive the summary is a file; without it the figures are in the log.
+cat "$WORK/dvclive/reflection-full/metrics.json" 2>/dev/null | tee "$OUT/train_metrics.json" \
+  || grep -E "samples_per_s|peak_cuda_mb" "$OUT/train.log" | tail -4

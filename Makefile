@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test lint bench repro clean
+.PHONY: setup test lint bench repro figures lab clean
 
 setup: $(STAMP)
 
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name glsgn --display-name "glsgn (.venv)" >/dev/null
 	touch $(STAMP)
 
 test: setup
@@ -25,9 +26,17 @@ bench: setup
 	$(PY) benchmarks/uhr_inference.py
 	$(PY) benchmarks/synthesis.py
 
-# The pipeline so far: data import and prepare@task (training, evaluation and figures: to come).
+# The whole pipeline: data, training, evaluation, notebooks and figures.
 repro: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+
+# Re-run only the notebook stages (their figures go to reports/figures/).
+figures: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro --single-item $$(grep -oE '^  notebook-[a-z_]+' dvc.yaml)
+
+# JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)").
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -20,6 +20,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from .atomic import atomic_write  # noqa: E402
 
 __all__ = [
+    "VARIANT_ORDER",
+    "load_metrics",
     "to_image",
     "attention_overlay",
     "band_image",
@@ -28,6 +30,21 @@ __all__ = [
     "metric_bars",
     "save_figure",
 ]
+
+
+VARIANT_ORDER = ("full", "no_content", "no_attention", "no_intensity", "no_semantic",
+                 "global_only", "local_only", "no_pyramid", "fullres")  # fmt: skip
+
+
+def load_metrics(metrics_dir: str | Path, task: str) -> list[dict]:
+    """The evaluate stage's metrics/{task}/*.json, `full` first, then ablations, baselines."""
+    import json
+
+    rows = [json.loads(p.read_text()) for p in sorted(Path(metrics_dir, task).glob("*.json"))]
+    if not rows:
+        raise FileNotFoundError(f"{Path(metrics_dir, task)}: no metrics (run dvc repro first)")
+    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    return sorted(rows, key=lambda r: order.get(r["variant"], len(order)))
 
 
 def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -109,10 +126,16 @@ def image_grid(
 
 
 def metric_bars(
-    values: dict[str, float | None], metric: str, reference: str = "full", unit: str = ""
+    values: dict[str, float | None],
+    metric: str,
+    reference: str = "full",
+    unit: str = "",
+    title: str = "",
+    missing: str = "not computed",
 ) -> Figure:
     """One bar per variant, labelled with its value and its difference to `reference`;
-    a null value (LPIPS without weights) is drawn as an empty slot marked 'n/a'."""
+    a null value (LPIPS without weights) is an empty slot marked 'n/a', and a metric with
+    no value at all says `missing` instead of drawing an empty scale."""
     names = list(values)
     ref = values.get(reference)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1), 3.2))
@@ -133,6 +156,12 @@ def metric_bars(
         ax.text(x, v, label, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(xs, names, rotation=30, ha="right")
     ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    if not known:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, f"{metric}: {missing}", transform=ax.transAxes, ha="center",
+                va="center", wrap=True, fontsize=9)  # fmt: skip
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 

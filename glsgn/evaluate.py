@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
@@ -27,6 +26,7 @@ from .checkpoint import load_checkpoint
 from .config import Params
 from .data.datasets import PairedImages
 from .data.io import write_image
+from .metrics import psnr_ssim
 from .restore import resolve_device, restore
 from .train import TrainError, variant_configs
 
@@ -35,15 +35,6 @@ __all__ = ["evaluate", "load_lpips", "psnr_ssim"]
 log = logging.getLogger(__name__)
 
 ALEXNET_CACHE_NAME = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet
-
-
-def psnr_ssim(restored: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of (H, W, 3) images in [0, 1], by scikit-image."""
-    restored = np.clip(restored, 0, 1).astype(np.float64)
-    target = target.astype(np.float64)
-    psnr = peak_signal_noise_ratio(target, restored, data_range=1.0)
-    ssim = structural_similarity(target, restored, data_range=1.0, channel_axis=2)
-    return float(psnr), float(ssim)
 
 
 def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
@@ -70,16 +61,6 @@ def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
         mapped[name] = state[f"features.{index}.{param}"]
     model.net.load_state_dict(mapped)
     return model.eval(), f"lpips (alex), backbone weights {path}"
-
-
-def _backbone_kind(source: str | None) -> str:
-    """The semantic backbone a checkpoint was trained with, in one word (the checkpoint and
-    the training log hold the full description)."""
-    if not source or source == "not used":
-        return "not used"
-    if source.startswith("random"):
-        return "random"
-    return "hub" if "(hub cache)" in source else "file"
 
 
 def _peak_mb(device: torch.device) -> tuple[float, str]:
@@ -143,7 +124,7 @@ def evaluate(run: str, params: Params, root: Path = Path("."), progress: bool = 
         "variant": spec.variant,
         "device": str(device),
         "train_steps": meta["extra"].get("steps"),
-        "semantic_backbone": _backbone_kind(meta["extra"].get("semantic_backbone")),
+        "semantic_backbone": meta["extra"].get("semantic_backbone"),
     }
     out_dir = root / "metrics" / spec.task
     out_dir.mkdir(parents=True, exist_ok=True)

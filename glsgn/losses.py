@@ -68,7 +68,8 @@ class SemanticBackbone(nn.Module):
 
     Weights: a local file (`loss.backbone_weights: path`), timm's own loading from its cache or
     the hub (`"hub"`), or, only where `loss.allow_random_backbone` says so, a seeded random
-    initialisation; `source` says which, and every metrics file records it.
+    initialisation; `kind` (hub, file, random) and `source` say which, and every checkpoint
+    and metrics file records it.
     """
 
     def __init__(self, cfg: LossConfig) -> None:
@@ -81,6 +82,7 @@ class SemanticBackbone(nn.Module):
             if w == "hub":
                 self.net = timm.create_model(cfg.backbone, pretrained=True, **kw)
                 self.source = f"timm pretrained {cfg.backbone} (hub cache)"
+                self.kind = "hub"
             elif w:
                 if not Path(w).is_file():
                     raise BackboneError(f"loss.backbone_weights: no such file {w!r}")
@@ -89,10 +91,12 @@ class SemanticBackbone(nn.Module):
                     cfg.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **kw
                 )
                 self.source = f"{cfg.backbone} weights from {w}"
+                self.kind = "file"
             elif cfg.allow_random_backbone:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(0)
                     self.net = timm.create_model(cfg.backbone, pretrained=False, **kw)
+                self.kind = "random"
                 self.source = (
                     f"random {cfg.backbone} (no pretrained weights: loss.backbone_weights is "
                     "null and loss.allow_random_backbone is true)"

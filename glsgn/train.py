@@ -28,6 +28,7 @@ from .checkpoint import save_checkpoint
 from .config import LossConfig, ModelConfig, Params, RunSpec
 from .data.datasets import PairedImages, TrainCrops
 from .losses import GLSGNLoss, TrainBatch
+from .metrics import psnr
 from .model import build_model
 from .model.resample import Region
 from .restore import restore
@@ -112,15 +113,10 @@ def _lr_lambda(cfg) -> callable:
     return f
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.clamp(0, 1) - b).square().mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
-
-
 def _validate(model, root: Path, device: torch.device) -> float:
     """Mean PSNR of the val split restored at full resolution (the same as evaluation)."""
     ds = PairedImages(root)
-    return float(np.mean([_psnr(restore(model, it["input"], device=device, progress=False),
+    return float(np.mean([psnr(restore(model, it["input"], device=device, progress=False),
                                 it["target"]) for it in ds]))  # fmt: skip
 
 
@@ -227,7 +223,8 @@ def train(
         sched.load_state_dict(state["scheduler"])
         start = state["step"]
         log.info("resuming %s from step %d (%s)", run, start, state_path)
-    backbone = loss_fn.backbone.source if loss_fn.backbone is not None else "not used"
+    sb = loss_fn.backbone
+    backbone, backbone_kind = (sb.source, sb.kind) if sb is not None else ("not used",) * 2
     log.log(
         logging.INFO if rank == 0 else logging.DEBUG,
         "train %s: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
@@ -293,7 +290,8 @@ def train(
     if rank == 0:
         save_checkpoint(out_path, model, extra={
             "run": run, "task": spec.task, "variant": spec.variant, "steps": tcfg.steps,
-            "loss": dataclasses.asdict(lcfg), "semantic_backbone": backbone,
+            "loss": dataclasses.asdict(lcfg), "semantic_backbone": backbone_kind,
+            "semantic_backbone_detail": backbone,
         })  # fmt: skip
         live.end()
         log.info("saved %s after %d steps", out_path, tcfg.steps)

@@ -9,6 +9,10 @@ on them. The fullres network runs on the whole image at once, as such networks u
 
     python benchmarks/uhr_inference.py                       # 1K, 2K, 4K, 8K on the CPU
     python benchmarks/uhr_inference.py --sizes 4K 8K --device cuda --precision bf16
+    python benchmarks/uhr_inference.py --params params.yaml --json metrics/efficiency.json
+
+The last form is the pipeline's benchmark stage: sizes, device and precision come from
+params.yaml's `benchmark` section, and the JSON feeds the efficiency notebook.
 """
 
 from __future__ import annotations
@@ -23,24 +27,25 @@ import sys
 import time
 from pathlib import Path
 
-SIZES = {"1K": (540, 960), "2K": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
+from glsgn.atomic import atomic_write
+from glsgn.config import BENCHMARK_SIZES, benchmark_size, load_params
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _child(args: argparse.Namespace) -> None:
     import torch
 
-    from glsgn.config import load_params
     from glsgn.model import build_model
     from glsgn.restore import resolve_device, restore
 
     torch.manual_seed(0)
-    cfg = load_params(ROOT / "params.yaml").model
+    cfg = load_params(args.params or ROOT / "params.yaml").model
     if args.model == "fullres":
         cfg = dataclasses.replace(cfg, arch="fullres")
     model = build_model(cfg).eval()
     dev = resolve_device(args.device)
-    h, w = SIZES[args.size]
+    h, w = benchmark_size(args.size)
     amp = args.precision != "fp32"
 
     def run(x):
@@ -65,7 +70,10 @@ def _child(args: argparse.Namespace) -> None:
         "model": args.model,
         "mode": args.mode,
         "size": args.size,
+        "height": h,
+        "width": w,
         "device": str(dev),
+        "threads": torch.get_num_threads(),
         "precision": args.precision,
         "params": sum(p.numel() for p in model.parameters()),
         "seconds": round(seconds, 2),
@@ -95,6 +103,8 @@ def _available_mb() -> float:
 def _run_case(model: str, mode: str, size: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", "--model", model, "--mode", mode, "--size", size,
            "--device", args.device, "--precision", args.precision]  # fmt: skip
+    if args.params:
+        cmd += ["--params", str(args.params.resolve())]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in r.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -105,9 +115,13 @@ def _run_case(model: str, mode: str, size: str, args: argparse.Namespace) -> dic
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--sizes", nargs="+", default=list(BENCHMARK_SIZES),
+                   help=f"{' '.join(BENCHMARK_SIZES)} or WIDTHxHEIGHT")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--params", type=Path,
+                   help="the model, sizes, device and precision from this params file "
+                   "(default: the model of the repository's params.yaml)")  # fmt: skip
     p.add_argument("--fullres-streamed", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -117,6 +131,11 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         return _child(args)
+    if args.params:
+        cfg = load_params(args.params).benchmark
+        args.sizes, args.device, args.precision = list(cfg.sizes), cfg.device, cfg.precision
+    for name in args.sizes:
+        benchmark_size(name)  # a bad size fails here, before any case runs
 
     cases = [("glsgn", "stream"), ("fullres", "whole")]
     if args.fullres_streamed:
@@ -127,7 +146,8 @@ def main() -> None:
             prev = peaks.get((model, mode))
             if model == "fullres" and mode == "whole" and prev is not None:
                 # Whole-image memory grows with the pixel count; don't start a case that cannot fit.
-                est = prev[1] * (SIZES[size][0] * SIZES[size][1]) / (prev[0][0] * prev[0][1])
+                (h, w), (ph, pw) = benchmark_size(size), prev[0]
+                est = prev[1] * (h * w) / (ph * pw)
                 if est > 0.8 * _available_mb():
                     r = {"model": model, "mode": mode, "size": size,
                          "error": f"skipped: needs about {est / 1024:.0f} GB, "
@@ -139,19 +159,23 @@ def main() -> None:
             print(json.dumps(r), flush=True)
             results.append(r)
             if "error" not in r:
-                peaks[(model, mode)] = (SIZES[size], r.get("peak_cuda_mb", r["peak_rss_mb"]))
+                peak = r.get("peak_cuda_mb", r["peak_rss_mb"])
+                peaks[(model, mode)] = (benchmark_size(size), peak)
 
-    mem = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS MB"
+    mem = "peak CUDA MB" if any("peak_cuda_mb" in r for r in results) else "peak RSS MB"
     print(f"\n| size | model | mode | seconds | {mem} |\n|---|---|---|---|---|")
     for r in results:
-        h, w = SIZES[r["size"]]
+        h, w = benchmark_size(r["size"])
+        name = r["size"] if r["size"] in BENCHMARK_SIZES else ""
         if "error" in r:
-            print(f"| {r['size']} {w}x{h} | {r['model']} | {r['mode']} | - | {r['error']} |")
+            print(f"| {name} {w}x{h} | {r['model']} | {r['mode']} | - | {r['error']} |")
         else:
             peak = r.get("peak_cuda_mb", r["peak_rss_mb"])
-            print(f"| {r['size']} {w}x{h} | {r['model']} | {r['mode']} | {r['seconds']} | {peak} |")
+            print(f"| {name} {w}x{h} | {r['model']} | {r['mode']} | {r['seconds']} | {peak} |")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(args.json) as f:
+            f.write((json.dumps(results, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ __all__ = [
     "TrainConfig",
     "LossConfig",
     "EvaluateConfig",
+    "BenchmarkConfig",
+    "BENCHMARK_SIZES",
+    "benchmark_size",
     "RunSpec",
     "TASKS",
     "VARIANTS",
@@ -404,6 +407,37 @@ class EvaluateConfig:
                  self.keep_images)  # fmt: skip
 
 
+BENCHMARK_SIZES = {"1K": (540, 960), "2K": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
+
+
+def benchmark_size(name: str) -> tuple[int, int]:
+    """(H, W) of a benchmark size: a name of `BENCHMARK_SIZES` or "WIDTHxHEIGHT"."""
+    if name in BENCHMARK_SIZES:
+        return BENCHMARK_SIZES[name]
+    w, _, h = name.partition("x")
+    if not (w.isdigit() and h.isdigit() and 1 <= int(w) <= 65536 and 1 <= int(h) <= 65536):
+        raise ConfigError(f"benchmark size {name!r}: expected one of "
+                          f"{', '.join(BENCHMARK_SIZES)} or WIDTHxHEIGHT")  # fmt: skip
+    return int(h), int(w)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """The benchmark stage: inference time and peak memory per resolution (efficiency figure)."""
+
+    sizes: tuple[str, ...] = ("1K", "2K")  # names of BENCHMARK_SIZES or "WIDTHxHEIGHT"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    def validate(self) -> None:
+        _require(len(self.sizes) >= 1, "benchmark.sizes", "at least one size", list(self.sizes))
+        for i, name in enumerate(self.sizes):
+            try:
+                benchmark_size(name)
+            except ConfigError as e:
+                raise ConfigError(f"benchmark.sizes[{i}]: {e}") from None
+
+
 @dataclass(frozen=True)
 class Params:
     """The whole params.yaml."""
@@ -414,6 +448,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
     def validate(self) -> None:
         self.model.validate()
@@ -422,6 +457,7 @@ class Params:
         self.train.validate()
         self.loss.validate()
         self.evaluate.validate()
+        self.benchmark.validate()
         for name, run in self.train.runs.items():
             _require(run.task in self.data.tasks, f"train.runs.{name}.task",
                      f"a task of data.tasks ({', '.join(self.data.tasks)})", run.task)  # fmt: skip

@@ -1,6 +1,7 @@
 """Plotting for the notebooks and paper figures: images, attention overlays, pyramid bands,
-zoomed crops and metric bar charts. Functions return arrays or matplotlib figures; saving
-writes PNG and PDF atomically.
+zoomed crops, metric bar charts and curves, and the loaders for what the pipeline wrote
+(metrics, dvclive curves, the benchmark). Functions return arrays or matplotlib figures;
+saving writes PNG and PDF atomically.
 """
 
 from __future__ import annotations
@@ -15,19 +16,31 @@ matplotlib.use("Agg")  # files, not windows: notebooks render figures inline any
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .atomic import atomic_write  # noqa: E402
 
 __all__ = [
     "VARIANT_ORDER",
     "load_metrics",
+    "load_curves",
+    "load_benchmark",
+    "load_pairs",
     "to_image",
     "attention_overlay",
     "band_image",
+    "band_magnitude",
+    "heatmap",
     "crop",
+    "pick_crop",
     "image_grid",
+    "zoom_grid",
     "metric_bars",
+    "curve_grid",
+    "efficiency_panels",
     "save_figure",
 ]
 
@@ -45,6 +58,62 @@ def load_metrics(metrics_dir: str | Path, task: str) -> list[dict]:
         raise FileNotFoundError(f"{Path(metrics_dir, task)}: no metrics (run dvc repro first)")
     order = {v: i for i, v in enumerate(VARIANT_ORDER)}
     return sorted(rows, key=lambda r: order.get(r["variant"], len(order)))
+
+
+def load_curves(dvclive_dir: str | Path, run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A training run's dvclive curves, {"train/total": (steps, values), "val/psnr": ...}."""
+    root = Path(dvclive_dir, run, "plots", "metrics")
+    curves = {}
+    for path in sorted(root.rglob("*.tsv")):
+        table = np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)
+        curves[path.relative_to(root).with_suffix("").as_posix()] = (table[:, 0], table[:, 1])
+    if not curves:
+        raise FileNotFoundError(f"{root}: no dvclive curves (run dvc repro first)")
+    return curves
+
+
+def load_benchmark(path: str | Path) -> list[dict]:
+    """The benchmark stage's results: one dict per (model, mode, size); failed or skipped
+    cases carry "error" instead of timings."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no benchmark results (run dvc repro first)")
+    rows = json.loads(path.read_text())
+    if not isinstance(rows, list) or not all("model" in r and "size" in r for r in rows):
+        raise ValueError(f"{path}: expected a list of benchmark results with model and size")
+    return rows
+
+
+def load_pairs(prepared_dir: str | Path, task: str, split: str = "train", n: int = 2) -> list[dict]:
+    """`n` pairs of a prepared split for the dataset figure, photographs and dead-leaves scenes
+    in turn: dicts of name, input and target ((H, W, 3) arrays) and source ("photo", "scene"
+    or "paired"), the latter from the split's manifest.json."""
+    import json
+
+    from .data.datasets import PairedImages
+
+    root = Path(prepared_dir, task)
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: no prepared data (run dvc repro first)")
+    sources = {Path(s["name"]).stem: str(s.get("source", "paired"))
+               for s in json.loads(manifest.read_text())["samples"]}  # fmt: skip
+    kinds = {"photo": "photo", "dead_leaves": "scene"}
+    pairs = PairedImages(root / split)
+    kind = [kinds.get(sources.get(p.name, "").split(":")[0], "paired") for p in pairs.pairs]
+    out = []
+    rank = {k: 0 for k in kind}
+    order = []  # photo, scene, photo, scene, ...: both kinds of clean image in a few pairs
+    for i, k in enumerate(kind):
+        order.append((rank[k], k != "photo", i))
+        rank[k] += 1
+    for _, _, i in sorted(order)[:n]:
+        item = pairs[i]
+        out.append({"name": item["name"], "input": to_image(item["input"]),
+                    "target": to_image(item["target"]), "source": kind[i]})  # fmt: skip
+    return out
 
 
 def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -75,25 +144,42 @@ def attention_overlay(
     attention: torch.Tensor | np.ndarray,
     alpha: float = 0.6,
     cmap: str = "inferno",
+    stretch: bool = False,
 ) -> np.ndarray:
     """An attention map (A_g or A_i, values in [0, 1], any grid) resized to the image and
-    blended over it in a perceptually uniform colour map."""
+    blended over it in a perceptually uniform colour map. `stretch` maps the map's own
+    [min, max] onto the colour map: an early, nearly flat map still shows where it differs."""
     img = to_image(image)
     att = to_image(attention)[..., 0]
     att = _resize(att, *img.shape[:2])
+    if stretch:
+        att = (att - att.min()) / max(float(att.max() - att.min()), 1e-12)
     colour = plt.get_cmap(cmap)(np.clip(att, 0, 1))[..., :3]
     return (1 - alpha) * img + alpha * colour
 
 
-def band_image(band: torch.Tensor | np.ndarray, percentile: float = 99.0) -> np.ndarray:
-    """A signed pyramid band (h_i, LP.png) as a grey image: |band| scaled so that the given
-    percentile maps to white."""
+def band_image(
+    band: torch.Tensor | np.ndarray, percentile: float = 99.0, vmax: float | None = None
+) -> np.ndarray:
+    """A signed pyramid band (h_i, LP.png) as a grey image: |band| (mean over channels) scaled
+    so that the given percentile, or `vmax` when given, maps to white. Pass h_i's scale as
+    `vmax` to show the gated band h'_i on the same scale."""
+    mag = band_magnitude(band)
+    top = vmax if vmax is not None else float(np.percentile(mag, percentile))
+    return np.repeat(np.clip(mag / (top or 1.0), 0, 1)[..., None], 3, axis=-1)
+
+
+def heatmap(values: torch.Tensor | np.ndarray, cmap: str = "viridis") -> np.ndarray:
+    """Values in [0, 1] (a fusion mask m_i; averaged over channels) in a colour map, (H, W, 3)."""
+    return plt.get_cmap(cmap)(np.clip(band_magnitude(values), 0, 1))[..., :3]
+
+
+def band_magnitude(band: torch.Tensor | np.ndarray) -> np.ndarray:
+    """|band| averaged over channels, (H, W)."""
     a = band.detach().float().cpu().numpy() if isinstance(band, torch.Tensor) else np.asarray(band)
     if a.ndim == 4:
         a = a[0]
-    mag = np.abs(a).mean(axis=0) if a.ndim == 3 else np.abs(a)
-    top = float(np.percentile(mag, percentile)) or 1.0
-    return np.repeat(np.clip(mag / top, 0, 1)[..., None], 3, axis=-1)
+    return np.abs(a).mean(axis=0) if a.ndim == 3 else np.abs(a)
 
 
 def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -105,23 +191,96 @@ def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return image[y0:y1, x0:x1]
 
 
+def pick_crop(error: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The (y0, y1, x0, x1) box of `size` (h, w) with the largest mean of an (H, W) error map:
+    where the zoomed crops of a comparison show the most. The box is clipped to the image."""
+    e = np.asarray(error, np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"expected an (H, W) error map, got shape {e.shape}")
+    h, w = min(size[0], e.shape[0]), min(size[1], e.shape[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"crop size {size} must be positive")
+    s = np.pad(e, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # summed-area table
+    sums = s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
+    y0, x0 = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(y0), int(y0) + h, int(x0), int(x0) + w
+
+
+def _grid(n: int, cols: int | None) -> tuple[int, int]:
+    cols = max(1, min(cols or n, n))
+    return -(-n // cols), cols
+
+
 def image_grid(
-    images: Sequence[np.ndarray], titles: Sequence[str], cols: int | None = None, size: float = 3.0
+    images: Sequence[np.ndarray | torch.Tensor | None],
+    titles: Sequence[str],
+    cols: int | None = None,
+    size: float = 3.0,
+    colorbar: tuple[str, str] | None = None,
+    colorbar_ticks: dict[float, str] | None = None,
 ) -> Figure:
-    """Images side by side (rows of `cols`), each titled, without axes."""
+    """Images side by side (rows of `cols`), each titled, without axes; None leaves a panel
+    empty. `colorbar` = (colour map, label) adds one shared 0-1 scale, for attention maps
+    and masks; `colorbar_ticks` relabels it ({0: "min", 1: "max"} for stretched maps)."""
     if len(images) != len(titles):
         raise ValueError(f"{len(images)} images but {len(titles)} titles")
-    cols = cols or len(images)
-    rows = -(-len(images) // cols)
-    h, w = images[0].shape[:2]
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows * h / w + 0.4 * rows),
-                             squeeze=False)  # fmt: skip
+    first = next((to_image(i) for i in images if i is not None), None)
+    if first is None:
+        raise ValueError("image_grid: no images")
+    rows, cols = _grid(len(images), cols)
+    h, w = first.shape[:2]
+    fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
+                             figsize=(size * cols + (1.0 if colorbar else 0),
+                                      size * rows * h / w + 0.35 * rows))  # fmt: skip
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles, strict=False):
-        ax.imshow(to_image(img), interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+        if img is not None:
+            ax.imshow(to_image(img), interpolation="nearest")
+            ax.set_title(title, fontsize=10)
+    if colorbar:
+        cmap, label = colorbar
+        mappable = plt.cm.ScalarMappable(Normalize(0, 1), plt.get_cmap(cmap))
+        bar = fig.colorbar(mappable, ax=axes, shrink=min(0.8, 1.6 / rows), label=label)
+        if colorbar_ticks:
+            bar.set_ticks(list(colorbar_ticks), labels=list(colorbar_ticks.values()))
+    return fig
+
+
+def zoom_grid(
+    images: Sequence[np.ndarray | torch.Tensor],
+    titles: Sequence[str],
+    box: tuple[int, int, int, int],
+    cols: int | None = None,
+    size: float = 3.0,
+) -> Figure:
+    """A comparison: each image whole with `box` outlined, and under it the box enlarged.
+    All images share one size; rows of `cols` panels."""
+    if len(images) != len(titles):
+        raise ValueError(f"{len(images)} images but {len(titles)} titles")
+    imgs = [to_image(i) for i in images]
+    if len({i.shape for i in imgs}) != 1:
+        raise ValueError(f"zoom_grid: images differ in size: {sorted({i.shape for i in imgs})}")
+    crops = [crop(i, box) for i in imgs]
+    rows, cols = _grid(len(imgs), cols)
+    (h, w), (ch, cw) = imgs[0].shape[:2], crops[0].shape[:2]
+    ratios = [h / w, ch / cw] * rows
+    fig, axes = plt.subplots(2 * rows, cols, squeeze=False, layout="constrained",
+                             figsize=(size * cols, size * sum(ratios) + 0.35 * rows),
+                             gridspec_kw={"height_ratios": ratios})  # fmt: skip
+    for ax in axes.flat:
+        ax.axis("off")
+    y0, y1, x0, x1 = box
+    for k, (img, c, title) in enumerate(zip(imgs, crops, titles, strict=True)):
+        top, bottom = axes[2 * (k // cols), k % cols], axes[2 * (k // cols) + 1, k % cols]
+        top.imshow(img, interpolation="nearest")
+        top.add_patch(
+            Rectangle(
+                (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", lw=1.5
+            )
+        )
+        top.set_title(title, fontsize=9)
+        bottom.imshow(c, interpolation="nearest")
     return fig
 
 
@@ -164,6 +323,85 @@ def metric_bars(
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def curve_grid(
+    panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]],
+    xlabel: str,
+    ylabel: str | dict[str, str] = "",
+    cols: int = 3,
+    logx: bool = False,
+    logy: bool | set[str] = False,
+    highlight: str | None = None,
+    xticks: dict[float, str] | None = None,
+    notes: dict[str, str] | None = None,
+) -> Figure:
+    """Small multiples: one panel per title, one line per label (the same colour in every
+    panel, `highlight` drawn black and thicker) and one legend for all. `logy` may name the
+    panels to draw on a log scale; `notes` adds a line of text under a panel's curves."""
+    labels = list(dict.fromkeys(k for lines in panels.values() for k in lines))
+    colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(labels)}
+    rows, cols = _grid(len(panels), cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
+                             figsize=(3.6 * cols, 2.7 * rows + 0.6))  # fmt: skip
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax, (title, lines) in zip(axes.flat, panels.items(), strict=False):
+        for label, (x, y) in lines.items():
+            hl = label == highlight
+            ax.plot(x, y, marker="o" if len(x) <= 12 else None, ms=4, label=label,
+                    color="black" if hl else colours[label], lw=2.2 if hl else 1.2,
+                    zorder=3 if hl else 2)  # fmt: skip
+        if logx:
+            ax.set_xscale("log")
+        if logy is True or (isinstance(logy, set) and title in logy):
+            ax.set_yscale("log")
+            # plain numbers at 1, 2, 5 x 10^k: a short log range still gets labels
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        if xticks:
+            ax.set_xticks(list(xticks), list(xticks.values()))
+            ax.minorticks_off()
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel.get(title, "") if isinstance(ylabel, dict) else ylabel)
+        ax.grid(alpha=0.3)
+        if notes and title in notes:
+            ax.text(0.02, 0.02, notes[title], transform=ax.transAxes, fontsize=7, va="bottom",
+                    wrap=True)  # fmt: skip
+    handles = [plt.Line2D([], [], color="black" if k == highlight else colours[k],
+                          lw=2.2 if k == highlight else 1.2, label=k) for k in labels]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(labels), 5),
+               fontsize=8, frameon=False)  # fmt: skip
+    return fig
+
+
+def efficiency_panels(
+    results: Sequence[dict],
+) -> tuple[dict[str, dict[str, tuple[list[float], list[float]]]], dict[float, str], dict[str, str]]:
+    """The benchmark's results as `curve_grid` input: panels "time" and "peak memory", one
+    line per model against megapixels, the x tick labels, and a note per panel listing the
+    cases that did not run (with the reason)."""
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {"time": {}, "peak memory": {}}
+    ticks, missing = {}, []
+    names = {("glsgn", "stream"): "GLSGN (patch-streamed)",
+             ("fullres", "whole"): "fullres (whole image)",
+             ("fullres", "stream"): "fullres (patch-streamed)"}  # fmt: skip
+    for r in sorted(results, key=lambda r: r.get("height", 0) * r.get("width", 0)):
+        label = names.get((r["model"], r.get("mode")), f"{r['model']} ({r.get('mode')})")
+        if "error" in r:
+            missing.append(f"{label} {r['size']}: {r['error']}")
+            continue
+        mp = r["height"] * r["width"] / 1e6
+        ticks[mp] = f"{r['size']}\n{mp:.1f} MP" if r["size"][0].isdigit() else f"{mp:.2g} MP"
+        peak = r.get("peak_cuda_mb", r.get("peak_rss_mb"))
+        for panel, value in (("time", r["seconds"]), ("peak memory", peak)):
+            xs, ys = panels[panel].setdefault(label, ([], []))
+            xs.append(mp)
+            ys.append(value)
+    notes = {"peak memory": "\n".join(missing)} if missing else {}
+    return panels, ticks, notes
 
 
 def save_figure(fig: Figure, stem: str | Path, dpi: int = 150) -> list[Path]:

@@ -46,6 +46,10 @@ def _load(tmp_path, text):
         ("model: {fullres_widths: [8]}", "model.fullres_widths", "3 levels"),
         ("restore: {precision: fp8}", "restore.precision", "one of"),
         ("model: []", "model", "expected a mapping"),
+        ("benchmark: {sizes: [16K]}", "benchmark.sizes[0]", "1K, 2K, 4K, 8K or WIDTHxHEIGHT"),
+        ("benchmark: {sizes: [1K, 960x0]}", "benchmark.sizes[1]", "WIDTHxHEIGHT"),
+        ("benchmark: {sizes: []}", "benchmark.sizes", "at least one size"),
+        ("benchmark: {device: tpu}", "benchmark.device", "one of"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, key, expected):
@@ -63,6 +67,14 @@ def test_file_level_errors(tmp_path):
         _load(tmp_path, "model: [unclosed")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         _load(tmp_path, "- 1\n- 2\n")
+
+
+def test_benchmark_sizes_by_name_or_width_x_height():
+    from glsgn.config import benchmark_size
+
+    assert benchmark_size("4K") == (2160, 3840) and benchmark_size("96x64") == (64, 96)
+    assert from_dict(Params, {"benchmark": {"sizes": ["8K", "100x50"]}}).benchmark.sizes == (
+        "8K", "100x50")  # fmt: skip
 
 
 def test_lists_become_tuples_and_ints_are_accepted_as_floats():

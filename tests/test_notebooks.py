@@ -1,5 +1,7 @@
-"""Notebooks: committed without outputs, each with a `parameters` cell, and each runs top to
-bottom through papermill with tiny parameters, writing its figures."""
+"""Notebooks: committed without outputs, each with a `parameters` cell and a papermill DVC stage.
+Every notebook runs top to bottom with tiny parameters in tests/test_pipeline.py (a fresh clone's
+`dvc repro`), which checks the figures; the ablation notebook also runs here on metrics files the
+test writes."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +31,19 @@ def test_committed_without_outputs_and_parametrised(path):
     assert nb.metadata["kernelspec"]["name"] == "glsgn"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebook_is_a_papermill_stage(path):
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stage = stages[f"notebook-{path.stem}"]
+    assert f"papermill -k glsgn --log-level WARNING notebooks/{path.stem}.ipynb" in stage["cmd"]
+    assert f"reports/notebooks/{path.stem}.ipynb" in stage["cmd"]
+    assert {f"notebooks/{path.stem}.ipynb", "glsgn/viz.py"} <= set(stage["deps"])
+    assert f"reports/figures/{path.stem}" in stage["outs"]
+    nb = nbformat.read(path, as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert f'figures_dir = "reports/figures/{path.stem}"' in params.source
+
+
 def test_ablation_notebook_writes_its_figures(tmp_path):
     metrics = tmp_path / "metrics" / "rain"
     metrics.mkdir(parents=True)
@@ -39,7 +55,7 @@ def test_ablation_notebook_writes_its_figures(tmp_path):
     figures = tmp_path / "figures"
     papermill.execute_notebook(
         str(ROOT / "notebooks/ablation.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="glsgn",
-        parameters={"task": "rain", "metrics_dir": str(tmp_path / "metrics"),
+        parameters={"tasks": ["rain"], "metrics_dir": str(tmp_path / "metrics"),
                     "figures_dir": str(figures)}, cwd=str(ROOT), progress_bar=False,
     )  # fmt: skip
     for metric in ("psnr", "ssim", "lpips"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,112 @@ def test_image_grid_shape(tmp_path):
     png, _ = viz.save_figure(fig, tmp_path / "grid", dpi=50)
     w, h = Image.open(png).size
     assert w > h  # two 2:1 images per row, two rows: wider than tall
+
+
+def test_image_grid_leaves_empty_panels_and_adds_a_colorbar():
+    imgs = [np.random.rand(8, 8, 3), None, np.random.rand(8, 8)]
+    fig = viz.image_grid(imgs, ["a", "unused", "mask"], cols=3, colorbar=("viridis", "mask"))
+    shown = [a for a in fig.axes if a.images]
+    assert [a.get_title() for a in shown] == ["a", "mask"]
+    assert any(a.get_ylabel() == "mask" for a in fig.axes)  # the colorbar's axis
+    with pytest.raises(ValueError, match="no images"):
+        viz.image_grid([None], ["x"])
+
+
+def test_band_image_on_a_given_scale():
+    band = torch.full((3, 4, 4), 0.5)
+    np.testing.assert_allclose(viz.band_image(band, vmax=1.0), 0.5)
+    np.testing.assert_allclose(viz.band_image(band, vmax=0.25), 1.0)  # clipped
+
+
+def test_pick_crop_matches_brute_force_and_finds_the_spot():
+    rng = np.random.default_rng(0)
+    err = rng.random((23, 31))
+    box = viz.pick_crop(err, (5, 7))
+    means = {(y, x): err[y : y + 5, x : x + 7].mean() for y in range(19) for x in range(25)}
+    y, x = max(means, key=means.get)
+    assert box == (y, y + 5, x, x + 7)
+    spot = np.zeros((40, 60))
+    spot[30:33, 50:53] = 1.0
+    y0, y1, x0, x1 = viz.pick_crop(spot, (10, 10))
+    assert y0 <= 30 and 33 <= y1 and x0 <= 50 and 53 <= x1
+    assert viz.pick_crop(spot, (100, 100)) == (0, 40, 0, 60)  # clipped to the image
+    with pytest.raises(ValueError, match="error map"):
+        viz.pick_crop(np.zeros((4, 4, 3)), (2, 2))
+
+
+def test_zoom_grid_outlines_and_enlarges_the_box():
+    imgs = [np.random.rand(20, 30, 3) for _ in range(3)]
+    box = (4, 12, 10, 22)
+    fig = viz.zoom_grid(imgs, ["input", "full", "target"], box, cols=2)
+    shown = [a for a in fig.axes if a.images]
+    assert len(shown) == 6  # each image whole, and its crop
+    crops = [a.images[0].get_array() for a in shown if a.images[0].get_array().shape[0] == 8]
+    assert len(crops) == 3
+    np.testing.assert_allclose(crops[0], imgs[0][4:12, 10:22])
+    rect = [p for a in shown for p in a.patches]
+    assert len(rect) == 3 and rect[0].get_width() == 12 and rect[0].get_height() == 8
+    with pytest.raises(ValueError, match="differ in size"):
+        viz.zoom_grid([imgs[0], np.random.rand(10, 30, 3)], ["a", "b"], box)
+
+
+def test_curve_grid_keeps_one_colour_per_label():
+    x = np.arange(1, 6)
+    panels = {
+        "total": {"full": (x, 1 / x), "no_content": (x, 2 / x)},
+        "content": {"full": (x, 0.1 / x)},
+        "val PSNR": {"no_content": (x, x + 20.0)},
+    }
+    fig = viz.curve_grid(panels, "step", ylabel={"val PSNR": "dB"}, cols=2, logy={"total"},
+                         highlight="full")  # fmt: skip
+    axes = {a.get_title(): a for a in fig.axes if a.get_title()}
+    assert set(axes) == {"total", "content", "val PSNR"}
+    assert axes["total"].get_yscale() == "log" and axes["content"].get_yscale() == "linear"
+    assert axes["val PSNR"].get_ylabel() == "dB"
+    lines = {(t, ln.get_label()): ln for t, a in axes.items() for ln in a.lines}
+    assert (
+        lines[("total", "no_content")].get_color() == lines[("val PSNR", "no_content")].get_color()
+    )
+    assert lines[("total", "full")].get_linewidth() > lines[("total", "no_content")].get_linewidth()
+    np.testing.assert_allclose(lines[("val PSNR", "no_content")].get_ydata(), x + 20.0)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["full", "no_content"]
+
+
+def test_efficiency_panels_from_benchmark_results(tmp_path):
+    results = [
+        {"model": "glsgn", "mode": "stream", "size": "2K", "height": 1080, "width": 1920,
+         "seconds": 8.0, "peak_rss_mb": 900},
+        {"model": "glsgn", "mode": "stream", "size": "1K", "height": 540, "width": 960,
+         "seconds": 2.0, "peak_rss_mb": 700},
+        {"model": "fullres", "mode": "whole", "size": "1K", "height": 540, "width": 960,
+         "seconds": 3.0, "peak_cuda_mb": 1000},
+        {"model": "fullres", "mode": "whole", "size": "2K", "error": "skipped: needs about 26 GB"},
+    ]  # fmt: skip
+    panels, ticks, notes = viz.efficiency_panels(results)
+    xs, ys = panels["time"]["GLSGN (patch-streamed)"]
+    assert xs == pytest.approx([0.5184, 2.0736]) and ys == [2.0, 8.0]  # sorted by pixels
+    assert panels["peak memory"]["fullres (whole image)"] == ([0.5184], [1000])
+    assert ticks[0.5184] == "1K\n0.5 MP"
+    assert "fullres (whole image) 2K: skipped: needs about 26 GB" in notes["peak memory"]
+    path = tmp_path / "eff.json"
+    path.write_text(json.dumps(results))
+    assert viz.load_benchmark(path) == results
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="eff.json"):
+        viz.load_benchmark(path)
+    with pytest.raises(FileNotFoundError, match="run dvc repro"):
+        viz.load_benchmark(tmp_path / "none.json")
+
+
+def test_load_curves_reads_dvclive_tsv(tmp_path):
+    root = tmp_path / "dvclive" / "run" / "plots" / "metrics"
+    (root / "train").mkdir(parents=True)
+    (root / "val").mkdir()
+    (root / "train" / "total.tsv").write_text("step\ttotal\n5\t0.5\n10\t0.25\n")
+    (root / "val" / "psnr.tsv").write_text("step\tpsnr\n10\t21.5\n")
+    curves = viz.load_curves(tmp_path / "dvclive", "run")
+    assert set(curves) == {"train/total", "val/psnr"}
+    np.testing.assert_array_equal(curves["train/total"][0], [5, 10])
+    np.testing.assert_array_equal(curves["val/psnr"][1], [21.5])
+    with pytest.raises(FileNotFoundError, match="other"):
+        viz.load_curves(tmp_path / "dvclive", "other")

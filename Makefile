@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test lint bench repro figures lab clean
+.PHONY: setup test lint bench repro figures docs-figures lab clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,13 @@ repro: setup
 # Re-run only the notebook stages (their figures go to reports/figures/).
 figures: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro --single-item $$(grep -oE '^  notebook-[a-z_]+' dvc.yaml)
+
+# The README's figures: copies of the main ones in docs/figures/, refreshed from a complete run.
+DOC_FIGURES := dataset/dataset ablation/reflection_psnr attention/attention attention/pyramid \
+	qualitative/reflection efficiency/efficiency training/reflection
+docs-figures: repro
+	mkdir -p docs/figures
+	for f in $(DOC_FIGURES); do cp reports/figures/$$f.png docs/figures/$$(echo $$f | tr / -).png; done
 
 # JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)").
 lab: setup

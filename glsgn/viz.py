@@ -49,15 +49,25 @@ VARIANT_ORDER = ("full", "no_content", "no_attention", "no_intensity", "no_seman
                  "global_only", "local_only", "no_pyramid", "fullres")  # fmt: skip
 
 
-def load_metrics(metrics_dir: str | Path, task: str) -> list[dict]:
-    """The evaluate stage's metrics/{task}/*.json, `full` first, then ablations, baselines."""
+def load_metrics(
+    metrics_dir: str | Path, task: str, variants: Sequence[str] | None = None
+) -> list[dict]:
+    """The evaluate stage's metrics/{task}/*.json, `full` first, then ablations, baselines.
+    With `variants` (the task's runs in train.runs), exactly those: a file left from a run
+    no longer in params.yaml is ignored, and a missing one is an error."""
     import json
 
-    rows = [json.loads(p.read_text()) for p in sorted(Path(metrics_dir, task).glob("*.json"))]
+    root = Path(metrics_dir, task)
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted(root.glob("*.json"))}
+    if variants is not None:
+        missing = [v for v in variants if v not in rows]
+        if missing:
+            raise FileNotFoundError(f"{root}: no metrics for {', '.join(missing)} (run dvc repro)")
+        rows = {v: rows[v] for v in variants}
     if not rows:
-        raise FileNotFoundError(f"{Path(metrics_dir, task)}: no metrics (run dvc repro first)")
+        raise FileNotFoundError(f"{root}: no metrics (run dvc repro first)")
     order = {v: i for i, v in enumerate(VARIANT_ORDER)}
-    return sorted(rows, key=lambda r: order.get(r["variant"], len(order)))
+    return sorted(rows.values(), key=lambda r: order.get(r["variant"], len(order)))
 
 
 def load_curves(dvclive_dir: str | Path, run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

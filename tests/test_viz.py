@@ -179,3 +179,18 @@ def test_load_curves_reads_dvclive_tsv(tmp_path):
     np.testing.assert_array_equal(curves["val/psnr"][1], [21.5])
     with pytest.raises(FileNotFoundError, match="other"):
         viz.load_curves(tmp_path / "dvclive", "other")
+
+
+def test_load_metrics_orders_variants_and_keeps_only_the_runs_asked_for(tmp_path):
+    d = tmp_path / "metrics" / "haze"
+    d.mkdir(parents=True)
+    for v in ("fullres", "no_content", "full", "stale"):
+        (d / f"{v}.json").write_text(json.dumps({"variant": v, "psnr": 1.0}))
+    assert [r["variant"] for r in viz.load_metrics(tmp_path / "metrics", "haze")] == [
+        "full", "no_content", "fullres", "stale"]  # fmt: skip
+    rows = viz.load_metrics(tmp_path / "metrics", "haze", ["fullres", "full"])
+    assert [r["variant"] for r in rows] == ["full", "fullres"]
+    with pytest.raises(FileNotFoundError, match="no metrics for no_pyramid"):
+        viz.load_metrics(tmp_path / "metrics", "haze", ["full", "no_pyramid"])
+    with pytest.raises(FileNotFoundError, match="rain: no metrics"):
+        viz.load_metrics(tmp_path / "metrics", "rain")

@@ -39,8 +39,6 @@ ALEXNET_CACHE_NAME = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNe
 
 def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
     """(LPIPS-alex model, where its backbone came from), or (None, why not)."""
-    import lpips
-
     cached = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_CACHE_NAME
     if weights:
         path = Path(weights)
@@ -50,6 +48,8 @@ def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
         path = cached
     else:
         return None, "no AlexNet weights in torch's hub cache; evaluate.lpips_backbone is null"
+    import lpips  # only now: importing it (and torchvision) costs about 2 s per stage
+
     # pretrained=True: the linear calibration layers shipped inside the lpips package;
     # pnet_rand=True: no torchvision download, the backbone comes from `path` below.
     model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)

@@ -22,9 +22,11 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .atomic import atomic_write  # noqa: E402
+from .config import Params  # noqa: E402
 
 __all__ = [
     "VARIANT_ORDER",
+    "task_runs",
     "load_metrics",
     "load_curves",
     "load_benchmark",
@@ -47,6 +49,13 @@ __all__ = [
 
 VARIANT_ORDER = ("full", "no_content", "no_attention", "no_intensity", "no_semantic",
                  "global_only", "local_only", "no_pyramid", "fullres")  # fmt: skip
+
+
+def task_runs(params: Params, task: str) -> dict[str, str]:
+    """{variant: run} of a task's entries in train.runs, `full` first, then ablations, baselines."""
+    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    runs = {s.variant: r for r, s in params.train.runs.items() if s.task == task}
+    return {v: runs[v] for v in sorted(runs, key=lambda v: order.get(v, len(order)))}
 
 
 def load_metrics(
@@ -366,8 +375,10 @@ def curve_grid(
             ax.set_xscale("log")
         if logy is True or (isinstance(logy, set) and title in logy):
             ax.set_yscale("log")
-            # plain numbers at 1, 2, 5 x 10^k: a short log range still gets labels
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            # plain numbers at 1, 2, 5 x 10^k (more within a short range): every panel gets labels
+            lo, hi = ax.get_ylim()
+            subs = (1.0, 2.0, 5.0) if hi / lo > 10 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+            ax.yaxis.set_major_locator(LogLocator(subs=subs))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(NullFormatter())
         if xticks:

@@ -194,3 +194,18 @@ def test_load_metrics_orders_variants_and_keeps_only_the_runs_asked_for(tmp_path
         viz.load_metrics(tmp_path / "metrics", "haze", ["full", "no_pyramid"])
     with pytest.raises(FileNotFoundError, match="rain: no metrics"):
         viz.load_metrics(tmp_path / "metrics", "rain")
+
+
+def test_task_runs_in_variant_order():
+    from glsgn.config import Params, from_dict
+
+    runs = {
+        "b": {"task": "rain", "variant": "fullres"},
+        "a": {"task": "rain", "variant": "full"},
+        "c": {"task": "haze", "variant": "full"},
+        "d": {"task": "rain", "variant": "no_pyramid"},
+    }
+    params = from_dict(Params, {"train": {"runs": runs}})
+    assert list(viz.task_runs(params, "rain").items()) == [
+        ("full", "a"), ("no_pyramid", "d"), ("fullres", "b")]  # fmt: skip
+    assert viz.task_runs(params, "reflection") == {}

@@ -38,8 +38,9 @@ figures: setup
 DOC_FIGURES := dataset/dataset ablation/reflection_psnr attention/attention attention/pyramid \
 	qualitative/reflection efficiency/efficiency training/reflection
 docs-figures: repro
-	mkdir -p docs/figures
-	for f in $(DOC_FIGURES); do cp reports/figures/$$f.png docs/figures/$$(echo $$f | tr / -).png; done
+	for f in $(DOC_FIGURES); do \
+	  $(PY) -c 'import sys; from glsgn.viz import docs_copy; docs_copy(*sys.argv[1:])' \
+	    reports/figures/$$f.png docs/figures/$$(echo $$f | tr / -).jpg || exit 1; done
 
 # JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)").
 lab: setup

@@ -44,6 +44,7 @@ __all__ = [
     "curve_grid",
     "efficiency_panels",
     "save_figure",
+    "docs_copy",
 ]
 
 
@@ -437,3 +438,20 @@ def save_figure(fig: Figure, stem: str | Path, dpi: int = 150) -> list[Path]:
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def docs_copy(src: str | Path, dst: str | Path, max_width: int = 1400) -> Path:
+    """A figure for the README (`make docs-figures`): scaled down to at most `max_width` pixels
+    wide and saved as JPEG (quality 92; the image grids are photographs, and PNG would be
+    several MB each), written atomically."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        if im.width > max_width:
+            im = im.resize((max_width, round(im.height * max_width / im.width)), Image.LANCZOS)
+        dst = Path(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(dst) as f:
+            im.save(f, format="JPEG", quality=92, optimize=True)
+    return dst

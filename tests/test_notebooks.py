@@ -6,6 +6,7 @@ test writes."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -72,3 +73,20 @@ def test_ablation_notebook_writes_its_figures(tmp_path):
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
                       for o in c.outputs)  # fmt: skip
     assert "no_content" in printed and "no_pyramid" not in printed
+
+
+def test_readme_figures_are_the_docs_copies_of_pipeline_figures():
+    """Every image the README shows exists, and is a copy that `make docs-figures` makes."""
+    readme = (ROOT / "README.md").read_text()
+    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert shown, "the README shows no figures"
+    makefile = (ROOT / "Makefile").read_text()
+    listed = re.search(r"DOC_FIGURES := ((?:.*\\\n)*.*)", makefile).group(1)  # with continuations
+    copies = {f"docs/figures/{f.replace('/', '-')}.jpg" for f in listed.replace("\\", " ").split()}
+    assert set(shown) == copies
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for f in listed.replace("\\", " ").split():
+        assert f"reports/figures/{f.split('/')[0]}" in stages[f"notebook-{f.split('/')[0]}"]["outs"]
+    for path in shown:
+        with Image.open(ROOT / path) as im:
+            assert im.format == "JPEG" and 600 <= im.width <= 1400, (path, im.size)

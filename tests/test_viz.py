@@ -209,3 +209,13 @@ def test_task_runs_in_variant_order():
     assert list(viz.task_runs(params, "rain").items()) == [
         ("full", "a"), ("no_pyramid", "d"), ("fullres", "b")]  # fmt: skip
     assert viz.task_runs(params, "reflection") == {}
+
+
+def test_docs_copy_scales_wide_figures_down(tmp_path):
+    Image.fromarray(np.full((300, 3000, 3), 200, np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(np.full((100, 200, 3), 50, np.uint8)).save(tmp_path / "small.png")
+    out = viz.docs_copy(tmp_path / "wide.png", tmp_path / "docs" / "wide.jpg", max_width=1000)
+    assert Image.open(out).size == (1000, 100) and Image.open(out).format == "JPEG"
+    assert np.asarray(Image.open(out)).mean() == pytest.approx(200, abs=1)
+    out = viz.docs_copy(tmp_path / "small.png", tmp_path / "docs" / "small.jpg", max_width=1000)
+    assert Image.open(out).size == (200, 100)

@@ -9,7 +9,7 @@ on them. The fullres network runs on the whole image at once, as such networks u
 
     python benchmarks/uhr_inference.py                       # 1K, 2K, 4K, 8K on the CPU
     python benchmarks/uhr_inference.py --sizes 4K 8K --device cuda --precision bf16
-    python benchmarks/uhr_inference.py --params params.yaml --json metrics/efficiency.json
+    python benchmarks/uhr_inference.py --params params.yaml --json reports/efficiency.json
 
 The last form is the pipeline's benchmark stage: sizes, device and precision come from
 params.yaml's `benchmark` section, and the JSON feeds the efficiency notebook.

@@ -123,12 +123,12 @@ def load_pairs(prepared_dir: str | Path, task: str, split: str = "train", n: int
     kinds = {"photo": "photo", "dead_leaves": "scene"}
     pairs = PairedImages(root / split)
     kind = [kinds.get(sources.get(p.name, "").split(":")[0], "paired") for p in pairs.pairs]
-    out = []
     rank = {k: 0 for k in kind}
     order = []  # photo, scene, photo, scene, ...: both kinds of clean image in a few pairs
     for i, k in enumerate(kind):
         order.append((rank[k], k != "photo", i))
         rank[k] += 1
+    out = []
     for _, _, i in sorted(order)[:n]:
         item = pairs[i]
         out.append({"name": item["name"], "input": to_image(item["input"]),

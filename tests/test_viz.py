@@ -219,3 +219,26 @@ def test_docs_copy_scales_wide_figures_down(tmp_path):
     assert np.asarray(Image.open(out)).mean() == pytest.approx(200, abs=1)
     out = viz.docs_copy(tmp_path / "small.png", tmp_path / "docs" / "small.jpg", max_width=1000)
     assert Image.open(out).size == (200, 100)
+
+
+def test_load_pairs_alternates_photographs_and_scenes(tmp_path):
+    root = tmp_path / "prepared" / "rain"
+    sources = ["photo:a.png", "photo:b.png", "dead_leaves:7"]
+    for i in range(len(sources)):
+        for kind, value in (("input", 50 + i), ("target", 100 + i)):
+            (root / "train" / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((6, 8, 3), value, np.uint8)).save(
+                root / "train" / kind / f"rain_train_{i:04d}.png")  # fmt: skip
+    samples = [{"name": f"rain_train_{i:04d}.png", "split": "train", "source": s}
+               for i, s in enumerate(sources)]  # fmt: skip
+    (root / "manifest.json").write_text(json.dumps({"samples": samples}))
+    pairs = viz.load_pairs(tmp_path / "prepared", "rain", "train", n=3)
+    assert [(p["name"], p["source"]) for p in pairs] == [
+        ("rain_train_0000", "photo"),
+        ("rain_train_0002", "scene"),
+        ("rain_train_0001", "photo"),
+    ]
+    assert pairs[1]["input"].shape == (6, 8, 3)
+    np.testing.assert_allclose(pairs[1]["target"], 102 / 255, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="haze"):
+        viz.load_pairs(tmp_path / "prepared", "haze")

@@ -26,6 +26,7 @@ from .config import Params  # noqa: E402
 
 __all__ = [
     "VARIANT_ORDER",
+    "project_root",
     "task_runs",
     "load_metrics",
     "load_curves",
@@ -50,6 +51,17 @@ __all__ = [
 
 VARIANT_ORDER = ("full", "no_content", "no_attention", "no_intensity", "no_semantic",
                  "global_only", "local_only", "no_pyramid", "fullres")  # fmt: skip
+
+
+def project_root(start: str | Path = ".") -> Path:
+    """The repository's root: the first of `start` and its parents with dvc.yaml and
+    params.yaml. Notebooks chdir there, because JupyterLab starts kernels in notebooks/ while
+    the pipeline's papermill runs from the root, and their paths are the root's."""
+    start = Path(start).resolve()
+    for d in (start, *start.parents):
+        if (d / "dvc.yaml").is_file() and (d / "params.yaml").is_file():
+            return d
+    raise FileNotFoundError(f"{start}: neither it nor a parent holds dvc.yaml and params.yaml")
 
 
 def task_runs(params: Params, task: str) -> dict[str, str]:

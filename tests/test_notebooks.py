@@ -41,8 +41,12 @@ def test_each_notebook_is_a_papermill_stage(path):
     assert {f"notebooks/{path.stem}.ipynb", "glsgn/viz.py"} <= set(stage["deps"])
     assert f"reports/figures/{path.stem}" in stage["outs"]
     nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert f'figures_dir = "reports/figures/{path.stem}"' in params.source
+    # its default paths are the repository root's, wherever the kernel starts (JupyterLab:
+    # notebooks/); tests/test_pipeline.py runs one notebook from there
+    assert "os.chdir(viz.project_root())" in code[1], path
 
 
 def test_ablation_notebook_writes_its_figures(tmp_path):

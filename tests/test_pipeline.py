@@ -82,3 +82,7 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
     assert "metrics/reflection/full.json" in json.dumps(shown)
     again = _run([*dvc, "repro"], clone)
     assert "Running stage" not in again and "Importing" not in again
+    # `make lab`: JupyterLab starts the kernel in notebooks/, and the notebook still finds the
+    # pipeline's files with its default parameters.
+    _run([sys.executable, "-m", "papermill", "-k", "glsgn", "--cwd", "notebooks",
+          "notebooks/efficiency.ipynb", str(tmp_path / "lab.ipynb")], clone)  # fmt: skip

@@ -242,3 +242,14 @@ def test_load_pairs_alternates_photographs_and_scenes(tmp_path):
     np.testing.assert_allclose(pairs[1]["target"], 102 / 255, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="haze"):
         viz.load_pairs(tmp_path / "prepared", "haze")
+
+
+def test_project_root_is_found_from_a_subfolder(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("{}\n")
+    (tmp_path / "notebooks" / "deep").mkdir(parents=True)
+    assert viz.project_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
+    assert viz.project_root(tmp_path) == tmp_path.resolve()
+    (tmp_path / "params.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="dvc.yaml and params.yaml"):
+        viz.project_root(tmp_path / "notebooks")

@@ -6,6 +6,7 @@ saving writes PNG and PDF atomically.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,8 +78,6 @@ def load_metrics(
     """The evaluate stage's metrics/{task}/*.json, `full` first, then ablations, baselines.
     With `variants` (the task's runs in train.runs), exactly those: a file left from a run
     no longer in params.yaml is ignored, and a missing one is an error."""
-    import json
-
     root = Path(metrics_dir, task)
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(root.glob("*.json"))}
     if variants is not None:
@@ -107,8 +106,6 @@ def load_curves(dvclive_dir: str | Path, run: str) -> dict[str, tuple[np.ndarray
 def load_benchmark(path: str | Path) -> list[dict]:
     """The benchmark stage's results: one dict per (model, mode, size); failed or skipped
     cases carry "error" instead of timings."""
-    import json
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no benchmark results (run dvc repro first)")
@@ -122,8 +119,6 @@ def load_pairs(prepared_dir: str | Path, task: str, split: str = "train", n: int
     """`n` pairs of a prepared split for the dataset figure, photographs and dead-leaves scenes
     in turn: dicts of name, input and target ((H, W, 3) arrays) and source ("photo", "scene"
     or "paired"), the latter from the split's manifest.json."""
-    import json
-
     from .data.datasets import PairedImages
 
     root = Path(prepared_dir, task)

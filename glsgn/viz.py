@@ -23,10 +23,9 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .atomic import atomic_write  # noqa: E402
-from .config import Params  # noqa: E402
+from .config import VARIANTS, Params  # noqa: E402
 
 __all__ = [
-    "VARIANT_ORDER",
     "project_root",
     "task_runs",
     "load_metrics",
@@ -50,8 +49,9 @@ __all__ = [
 ]
 
 
-VARIANT_ORDER = ("full", "no_content", "no_attention", "no_intensity", "no_semantic",
-                 "global_only", "local_only", "no_pyramid", "fullres")  # fmt: skip
+def _variant_rank(variant: str) -> int:
+    """Figure order: config.VARIANTS' (`full`, the ablations, the baselines), unknown last."""
+    return VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS)
 
 
 def project_root(start: str | Path = ".") -> Path:
@@ -67,9 +67,8 @@ def project_root(start: str | Path = ".") -> Path:
 
 def task_runs(params: Params, task: str) -> dict[str, str]:
     """{variant: run} of a task's entries in train.runs, `full` first, then ablations, baselines."""
-    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
     runs = {s.variant: r for r, s in params.train.runs.items() if s.task == task}
-    return {v: runs[v] for v in sorted(runs, key=lambda v: order.get(v, len(order)))}
+    return {v: runs[v] for v in sorted(runs, key=_variant_rank)}
 
 
 def load_metrics(
@@ -87,8 +86,7 @@ def load_metrics(
         rows = {v: rows[v] for v in variants}
     if not rows:
         raise FileNotFoundError(f"{root}: no metrics (run dvc repro first)")
-    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
-    return sorted(rows.values(), key=lambda r: order.get(r["variant"], len(order)))
+    return sorted(rows.values(), key=lambda r: _variant_rank(r["variant"]))
 
 
 def load_curves(dvclive_dir: str | Path, run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -145,9 +143,7 @@ def load_pairs(prepared_dir: str | Path, task: str, split: str = "train", n: int
 
 def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
     """(3, H, W) / (1, 3, H, W) / (H, W, 3) / (H, W) -> (H, W, 3) float in [0, 1]."""
-    a = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
-    if a.ndim == 4:
-        a = a[0]
+    a = _numpy(x)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
         a = np.moveaxis(a, 0, -1)
     if a.ndim == 2:
@@ -157,6 +153,12 @@ def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     return np.clip(a, 0.0, 1.0)
+
+
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A tensor or array as float numpy, the batch dimension of a (1, C, H, W) dropped."""
+    a = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
+    return a[0] if a.ndim == 4 else a
 
 
 def _resize(a: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -203,9 +205,7 @@ def heatmap(values: torch.Tensor | np.ndarray, cmap: str = "viridis") -> np.ndar
 
 def band_magnitude(band: torch.Tensor | np.ndarray) -> np.ndarray:
     """|band| averaged over channels, (H, W)."""
-    a = band.detach().float().cpu().numpy() if isinstance(band, torch.Tensor) else np.asarray(band)
-    if a.ndim == 4:
-        a = a[0]
+    a = _numpy(band)
     return np.abs(a).mean(axis=0) if a.ndim == 3 else np.abs(a)
 
 
@@ -367,7 +367,9 @@ def curve_grid(
     panel, `highlight` drawn black and thicker) and one legend for all. `logy` may name the
     panels to draw on a log scale; `notes` adds a line of text under a panel's curves."""
     labels = list(dict.fromkeys(k for lines in panels.values() for k in lines))
-    colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(labels)}
+    style = {k: {"color": "black", "lw": 2.2} if k == highlight else
+             {"color": plt.get_cmap("tab10")(i % 10), "lw": 1.2}
+             for i, k in enumerate(labels)}  # fmt: skip
     rows, cols = _grid(len(panels), cols)
     fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
                              figsize=(3.6 * cols, 2.7 * rows + 0.6))  # fmt: skip
@@ -375,10 +377,8 @@ def curve_grid(
         ax.axis("off")
     for ax, (title, lines) in zip(axes.flat, panels.items(), strict=False):
         for label, (x, y) in lines.items():
-            hl = label == highlight
             ax.plot(x, y, marker="o" if len(x) <= 12 else None, ms=4, label=label,
-                    color="black" if hl else colours[label], lw=2.2 if hl else 1.2,
-                    zorder=3 if hl else 2)  # fmt: skip
+                    zorder=3 if label == highlight else 2, **style[label])  # fmt: skip
         if logx:
             ax.set_xscale("log")
         if logy is True or (isinstance(logy, set) and title in logy):
@@ -399,8 +399,7 @@ def curve_grid(
         if notes and title in notes:
             ax.text(0.02, 0.02, notes[title], transform=ax.transAxes, fontsize=7, va="bottom",
                     wrap=True)  # fmt: skip
-    handles = [plt.Line2D([], [], color="black" if k == highlight else colours[k],
-                          lw=2.2 if k == highlight else 1.2, label=k) for k in labels]  # fmt: skip
+    handles = [plt.Line2D([], [], label=k, **style[k]) for k in labels]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(labels), 5),
                fontsize=8, frameon=False)  # fmt: skip
     return fig

@@ -29,7 +29,9 @@ __all__ = [
     "benchmark_size",
     "RunSpec",
     "TASKS",
+    "Variant",
     "VARIANTS",
+    "variant_configs",
     "Params",
     "load_params",
     "from_dict",
@@ -71,7 +73,8 @@ class ModelConfig:
     local_pathways: bool = True
     pac: bool = True
     pyramid: bool = True
-    fullres_widths: tuple[int, ...] | None = None  # arch=fullres; null: match GLSGN's size
+    fullres_widths: tuple[int, ...] | None = None  # arch=fullres; null: match GLSGN (below)
+    fullres_match: Literal["params", "macs"] = "params"  # parameter count or MACs per pixel
 
     def validate(self) -> None:
         p = "model"
@@ -135,15 +138,14 @@ class ModelConfig:
 
     @property
     def variant(self) -> str:
-        """Short name of the architecture these switches build."""
-        if self.arch == "fullres":
-            return "fullres"
-        if not self.local_pathways:
-            return "global_only"
-        if not self.global_pathway:
-            return "local_only"
-        parts = [n for n, on in (("no_pac", self.pac), ("no_pyramid", self.pyramid)) if not on]
-        return "+".join(parts) or "full"
+        """The architecture these switches build, named as in `VARIANTS` ('full' when no block
+        is switched off; several names joined by '+')."""
+        matches = [
+            name for name, v in VARIANTS.items()
+            if v.model and all(getattr(self, k) == value for k, value in v.model.items())
+        ]  # fmt: skip
+        baseline = [n for n in matches if VARIANTS[n].group == "baseline"]
+        return "+".join(baseline or matches) or "full"
 
 
 @dataclass(frozen=True)
@@ -297,17 +299,46 @@ class DataConfig:
         return max(h, w) / self.reference_size
 
 
-VARIANTS = (
-    "full",
-    "no_content",
-    "no_attention",
-    "no_intensity",
-    "no_semantic",
-    "global_only",
-    "local_only",
-    "no_pyramid",
-    "fullres",
-)
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation table: what a variant changes, relative to `full`."""
+
+    group: Literal["reference", "term", "block", "baseline"]
+    what: str  # one line, for tables and logs
+    model: dict = field(default_factory=dict)  # ModelConfig fields it sets
+    loss: dict = field(default_factory=dict)  # LossConfig fields it sets
+
+
+# The ablation table, read by training, evaluation, the figures, the benchmark and the tests.
+# Each row changes one thing: a term-only row sets one weight to 0 and keeps every block; a
+# block-only row removes one block and keeps every term that still applies; the baselines
+# are single full-resolution networks of GLSGN's parameter count or of its MACs per pixel.
+VARIANTS: dict[str, Variant] = {
+    "full": Variant("reference", "GLSGN with every pathway, block and term"),
+    "no_content": Variant("term", "low-level content term off", loss={"content": 0.0}),
+    "no_attention": Variant("term", "perceptual attention term off", loss={"attention": 0.0}),
+    "no_intensity": Variant("term", "restoring intensity term off", loss={"intensity": 0.0}),
+    "no_semantic": Variant("term", "high-level semantic term off", loss={"semantic": 0.0}),
+    "no_pac": Variant("block", "PAC blocks removed (no A_i: the attention term has nothing "
+                      "to compare)", model={"pac": False}),
+    "no_pyramid": Variant("block", "no Laplacian-pyramid fusion: B_out = B_1",
+                          model={"pyramid": False}),
+    "global_only": Variant("block", "the global pathway alone", model={"local_pathways": False}),
+    "local_only": Variant("block", "the local pathways alone", model={"global_pathway": False}),
+    "fullres": Variant("baseline", "one full-resolution U-Net of GLSGN's parameter count",
+                       model={"arch": "fullres", "fullres_match": "params"}),
+    "fullres_flops": Variant("baseline", "one full-resolution U-Net of GLSGN's MACs per pixel",
+                             model={"arch": "fullres", "fullres_match": "macs"}),
+}  # fmt: skip
+
+
+def variant_configs(params: Params, variant: str) -> tuple[ModelConfig, LossConfig]:
+    """The model and loss configs of `variant`: params.yaml's `model` and `loss`, changed as
+    its row of `VARIANTS` says."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    v = VARIANTS[variant]
+    return dataclasses.replace(params.model, **v.model), dataclasses.replace(params.loss, **v.loss)
 
 
 @dataclass(frozen=True)
@@ -375,7 +406,8 @@ class LossConfig:
     """Reconstruction losses and the four consistency terms (docs/method.md, "Losses")."""
 
     reconstruction: float = 1.0  # L1 of B_out against the target
-    pathway: float = 0.5  # L1 of each B_i and B_g against the target at its scale
+    pathway_global: float = 0.5  # L1 of B_g against the target at the global scale
+    pathway_local: float = 0.0  # L1 of each B_i against the target at its scale
     content: float = 0.1  # low-level content consistency
     attention: float = 0.05  # perceptual attention consistency
     intensity: float = 0.1  # restoring intensity consistency
@@ -386,7 +418,8 @@ class LossConfig:
     allow_random_backbone: bool = True  # with no weights: random init, recorded in metrics
 
     def validate(self) -> None:
-        for key in ("reconstruction", "pathway", "content", "attention", "intensity", "semantic"):
+        for key in ("reconstruction", "pathway_global", "pathway_local", "content", "attention",
+                    "intensity", "semantic"):  # fmt: skip
             v = getattr(self, key)
             _require(0 <= v <= 1000, f"loss.{key}", "a weight in [0, 1000]", v)
         _require(len(self.backbone_layers) >= 1 and all(0 <= i <= 8 for i in self.backbone_layers),

@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import load_checkpoint
-from .config import Params
+from .config import Params, variant_configs
 from .data.datasets import PairedImages
 from .data.io import write_image
 from .metrics import psnr_ssim
 from .restore import resolve_device, restore
-from .train import TrainError, variant_configs
+from .train import TrainError
 
 __all__ = ["evaluate", "load_lpips", "psnr_ssim"]
 

@@ -2,9 +2,10 @@
 
 The paper names the four aspects (low-level content, perceptual attention, restoring
 intensity, high-level semantics) but not their formulas; these are this project's
-(docs/method.md, "Losses"). Every term compares maps of the training crop on a common grid,
-through `resample`, so they see exactly the pixels the pathways saw. Each is zero when the
-pathways agree.
+(docs/method.md, "Losses"). Every term compares maps of the training crop, brought to a
+common grid by `to_grid` (the block mean when the grid is an integer factor coarser, as the
+pathway inputs are made), so each term is exactly 0 when every output is the target at its
+own scale, and positive when the pathways disagree.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from torch import Tensor, nn
 
 from .config import LossConfig
 from .model import GLSGN, FullResNet, GLSGNOutput
-from .model.resample import Region, downscale, resample
+from .model.resample import Region, downscale, to_grid
 
 __all__ = ["BackboneError", "SemanticBackbone", "GLSGNLoss", "TrainBatch", "TERMS"]
 
-TERMS = ("reconstruction", "pathway", "content", "attention", "intensity", "semantic")
+TERMS = ("reconstruction", "pathway_global", "pathway_local", "content", "attention",
+         "intensity", "semantic")  # fmt: skip
 
 
 class BackboneError(RuntimeError):
@@ -43,20 +45,14 @@ def _l1(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).abs().mean()
 
 
-def _to(t: Tensor, src: Region, dst: Region) -> Tensor:
-    """Bring `t` onto `dst`'s grid: an area mean when `dst` is an integer factor coarser."""
-    f = src.size[0] // dst.size[0] if dst.size[0] else 0
-    if f > 1 and src.size[0] == dst.size[0] * f and src.size[1] == dst.size[1] * f:
-        t = downscale(t, f)
-        src = src.coarser(f)
-    return resample(t, src, dst)
+def _coarser(ra: Region, rb: Region) -> Region:
+    return ra if ra.size[0] <= rb.size[0] else rb
 
 
 def _agree(a: Tensor, ra: Region, b: Tensor, rb: Region) -> Tensor:
     """L1 between two maps of the same area, on the coarser of their two grids."""
-    if ra.size[0] >= rb.size[0]:
-        return _l1(_to(a, ra, rb), b)
-    return _l1(a, _to(b, rb, ra))
+    common = _coarser(ra, rb)
+    return _l1(to_grid(a, ra, common), to_grid(b, rb, common))
 
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -129,7 +125,8 @@ class SemanticBackbone(nn.Module):
 class GLSGNLoss(nn.Module):
     """Weighted sum of the terms in `TERMS`; `forward` returns each (unweighted) and `total`.
 
-    A term whose weight is 0 is not computed, so it contributes no gradient at all.
+    A term whose weight is 0 is not computed, so it contributes no gradient at all; a term
+    that does not apply to the model (attention without PAC) is left out.
     """
 
     def __init__(self, cfg: LossConfig, model: GLSGN | FullResNet) -> None:
@@ -141,16 +138,9 @@ class GLSGNLoss(nn.Module):
 
     def forward(self, out: GLSGNOutput, batch: TrainBatch) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}
-        for name, fn in (
-            ("reconstruction", self.reconstruction),
-            ("pathway", self.pathway),
-            ("content", self.content),
-            ("attention", self.attention),
-            ("intensity", self.intensity),
-            ("semantic", self.semantic),
-        ):
+        for name in TERMS:
             if self.weights[name] > 0:
-                v = fn(out, batch)
+                v = getattr(self, name)(out, batch)
                 if v is not None:
                     terms[name] = v
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
@@ -166,28 +156,36 @@ class GLSGNLoss(nn.Module):
         if isinstance(m, GLSGN):
             outs = [(b, r.coarser(f)) for b, f in zip(out.b_local, m.factors, strict=True)]
             if out.b_global is not None:
-                g_whole = m.global_region(r)
-                r_g = r.coarser(m.global_factor)
-                outs.append((resample(out.b_global, g_whole, r_g), r_g))
+                outs.append((self._global_part(out.b_global, r), r.coarser(m.global_factor)))
         return outs
 
-    # --- the terms ---------------------------------------------------------------------------
+    def _global_part(self, t: Tensor, r: Region) -> Tensor:
+        """The part of a global-grid map (B_g, A_g, I_4) that covers the crop."""
+        m = self.model[0]
+        return m.global_region(r).crop(t, r.coarser(m.global_factor))
+
+    # --- reconstruction ----------------------------------------------------------------------
 
     def reconstruction(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor:
         """L1 of B_out against the target crop."""
         return _l1(out.b_out, batch.y)
 
-    def pathway(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
-        """L1 of every pathway's own output against the target at that pathway's scale."""
+    def pathway_global(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
+        """L1 of B_g against the whole target at the global scale."""
+        return _l1(out.b_global, batch.y_global) if out.b_global is not None else None
+
+    def pathway_local(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
+        """L1 of every local B_i against the target at its scale. Off by default: with it on,
+        the content and intensity terms are implied (each is bounded by these L1s), so their
+        ablations could not show anything."""
         m = self.model[0]
-        if not isinstance(m, GLSGN):
+        if not isinstance(m, GLSGN) or not out.b_local:
             return None
-        losses = [
-            _l1(b, downscale(batch.y, f)) for b, f in zip(out.b_local, m.factors, strict=True)
-        ]
-        if out.b_global is not None:
-            losses.append(_l1(out.b_global, batch.y_global))
-        return torch.stack(losses).mean()
+        return torch.stack(
+            [_l1(b, downscale(batch.y, f)) for b, f in zip(out.b_local, m.factors, strict=True)]
+        ).mean()
+
+    # --- the four consistency terms ----------------------------------------------------------
 
     def content(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
         """Low-level content: adjacent pathways' outputs (B_1, B_2, B_3, B_g) agree once
@@ -200,55 +198,68 @@ class GLSGNLoss(nn.Module):
         ).mean()
 
     def attention(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
-        """Perceptual attention: each A_i agrees with A_g and with A_{i-1} over the crop."""
+        """Perceptual attention: each local pathway's own A_i (from its own features, not a
+        copy of a cue) agrees with A_{i-1} and with A_g over the crop, on the coarser grid."""
         m = self.model[0]
         if not isinstance(m, GLSGN) or not out.a_local or out.a_local[0] is None:
             return None
         r = batch.region
-        maps = [(a, r.coarser(f * m.bottleneck_factor)) for a, f in zip(out.a_local, m.factors,
-                                                                         strict=True)]  # fmt: skip
+        maps = [(a, r.coarser(f * m.bottleneck_factor))
+                for a, f in zip(out.a_local, m.factors, strict=True)]  # fmt: skip
         losses = [_agree(a, ra, b, rb) for (a, ra), (b, rb) in zip(maps, maps[1:], strict=False)]
         if out.a_global is not None:
-            r_g = r.coarser(m.global_factor)
-            a_g = resample(out.a_global, m.global_region(r), r_g)
-            losses += [_agree(a, ra, a_g, r_g) for a, ra in maps]
+            a_g = (self._global_part(out.a_global, r), r.coarser(m.global_factor))
+            losses += [_agree(a, ra, *a_g) for a, ra in maps]
         return torch.stack(losses).mean() if losses else None
 
     def intensity(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
-        """Restoring intensity: the removed layer |x_i - B_i|, low-passed to the global view's
-        grid, has the same strength in every pathway."""
+        """Restoring intensity: how much each pathway removes. The removed layer x_i - B_i,
+        brought to the coarsest grid by block means, has the same magnitude (channel mean of
+        |.|) as the global pathway's (or, without it, the coarsest local pathway's).
+
+        The magnitude, not the signed layer: the signed layers' difference is exactly the
+        content term's, so this term asks less (the amount removed, not its colour or sign)."""
         m = self.model[0]
         if not isinstance(m, GLSGN) or not m.factors:
             return None
         r = batch.region
-        coarse = r.coarser(m.global_factor)
-        layers = []
-        for b, f in zip(out.b_local, m.factors, strict=True):
-            removed = (downscale(batch.x, f) - b).abs().mean(1, keepdim=True)
-            layers.append(_to(removed, r.coarser(f), coarse))
+        layers = [(downscale(batch.x, f) - b, r.coarser(f))
+                  for b, f in zip(out.b_local, m.factors, strict=True)]  # fmt: skip
         if out.b_global is not None:
-            removed = (batch.x_global - out.b_global).abs().mean(1, keepdim=True)
-            layers.append(resample(removed, m.global_region(r), coarse))
+            removed = self._global_part(batch.x_global - out.b_global, r)
+            layers.append((removed, r.coarser(m.global_factor)))
         if len(layers) < 2:
             return None
-        ref = layers[-1]  # the global pathway's, or the coarsest local one's
-        return torch.stack([_l1(lay, ref) for lay in layers[:-1]]).mean()
+        common = min((rr for _, rr in layers), key=lambda rr: rr.size[0])
+        strength = [to_grid(t, rr, common).abs().mean(1) for t, rr in layers]
+        return torch.stack([_l1(s, strength[-1]) for s in strength[:-1]]).mean()
 
     def semantic(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor:
-        """High-level semantics: frozen-backbone features of every output agree with the
-        target's, and adjacent pathways' agree with each other (at half the crop's scale)."""
-        r = batch.region
-        common = r.coarser(2) if all(v % 2 == 0 for v in (*r.size, *r.box)) else r
-        images = [_to(out.b_out, r, common)] + [_to(b, rb, common) for b, rb in
-                                                 self._outputs(out, batch)]  # fmt: skip
-        n = len(images) + 1  # the outputs, then the target: one backbone pass for all
-        layers = self.backbone(torch.cat(images + [_to(batch.y, r, common)]))
-        per_image = [[f.chunk(n)[i] for f in layers] for i in range(n)]
-        target = per_image[-1]
-
-        def dist(a: list[Tensor], b: list[Tensor]) -> Tensor:
-            return torch.stack([_l1(x, y) for x, y in zip(a, b, strict=True)]).mean()
-
-        losses = [dist(p, target) for p in per_image[:-1]]
-        losses += [dist(a, b) for a, b in zip(per_image[1:-1], per_image[2:-1], strict=False)]
-        return torch.stack(losses).mean()
+        """High-level semantics: frozen-backbone features of each output agree with the
+        target's at that output's own scale (B_out and B_1 at the crop's, B_i at 1/f_i, B_g on
+        the whole global view), and adjacent pathways' agree with each other on the coarser
+        one's grid. One backbone pass per scale."""
+        pairs: list[tuple[Tensor, Tensor]] = [(out.b_out, batch.y)]
+        outs = self._outputs(out, batch)
+        m = self.model[0]
+        if isinstance(m, GLSGN):
+            pairs += [(b, downscale(batch.y, f)) for b, f in zip(out.b_local, m.factors,
+                                                                 strict=True)]  # fmt: skip
+            if out.b_global is not None:
+                pairs.append((out.b_global, batch.y_global))
+        pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:],
+                                                                       strict=False)]  # fmt: skip
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        images = [t for pair in pairs for t in pair]
+        for i, t in enumerate(images):
+            by_shape.setdefault(tuple(t.shape), []).append(i)
+        feats: list[list[Tensor]] = [[] for _ in images]
+        for idx in by_shape.values():
+            layers = self.backbone(torch.cat([images[i] for i in idx]))
+            for j, i in enumerate(idx):
+                feats[i] = [f.chunk(len(idx))[j] for f in layers]
+        return torch.stack([
+            torch.stack([_l1(fa, fb) for fa, fb in zip(feats[2 * k], feats[2 * k + 1],
+                                                       strict=True)]).mean()
+            for k in range(len(pairs))
+        ]).mean()  # fmt: skip

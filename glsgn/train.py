@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import save_checkpoint
-from .config import LossConfig, ModelConfig, Params, RunSpec
+from .config import Params, RunSpec, variant_configs
 from .data.datasets import PairedImages, TrainCrops
 from .losses import GLSGNLoss, TrainBatch
 from .metrics import psnr
@@ -33,35 +33,12 @@ from .model import build_model
 from .model.resample import Region
 from .restore import restore
 
-__all__ = ["VARIANT_CHANGES", "variant_configs", "train", "TrainError"]
+__all__ = ["train", "TrainError"]
 
 log = logging.getLogger(__name__)
 
-# What each variant changes: (model switches, loss weights). `full` changes nothing.
-VARIANT_CHANGES: dict[str, tuple[dict, dict]] = {
-    "full": ({}, {}),
-    "no_content": ({}, {"content": 0.0}),
-    "no_attention": ({"pac": False}, {"attention": 0.0}),
-    "no_intensity": ({}, {"intensity": 0.0}),
-    "no_semantic": ({}, {"semantic": 0.0}),
-    "global_only": ({"local_pathways": False}, {}),
-    "local_only": ({"global_pathway": False}, {}),
-    "no_pyramid": ({"pyramid": False}, {}),
-    "fullres": ({"arch": "fullres"}, {}),
-}
-
-
 class TrainError(RuntimeError):
     """Training cannot start or resume; the message says why and what to do."""
-
-
-def variant_configs(params: Params, variant: str) -> tuple[ModelConfig, LossConfig]:
-    """The model and loss configs of `variant`, from params.yaml's `model` and `loss`."""
-    model_changes, loss_changes = VARIANT_CHANGES[variant]
-    return (
-        dataclasses.replace(params.model, **model_changes),
-        dataclasses.replace(params.loss, **loss_changes),
-    )
 
 
 class StepBatches(Sampler):

@@ -51,7 +51,8 @@ __all__ = [
 
 def _variant_rank(variant: str) -> int:
     """Figure order: config.VARIANTS' (`full`, the ablations, the baselines), unknown last."""
-    return VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS)
+    order = list(VARIANTS)
+    return order.index(variant) if variant in order else len(order)
 
 
 def project_root(start: str | Path = ".") -> Path:

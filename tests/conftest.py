@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
+from torch import nn
 
-from glsgn.config import ModelConfig
+from glsgn.config import VARIANTS as TABLE
+from glsgn.config import ModelConfig, Params, variant_configs
+from glsgn.model import build_model
 
 TINY = ModelConfig(
     widths=(4, 8, 16), blocks=1, cue_channels=4, fusion_channels=4, fusion_blocks=1, patch_size=32
 )
 
-# Every architecture the ablation switches build, by name.
+def build(cfg: ModelConfig, seed: int = 0) -> nn.Module:
+    """`build_model(cfg)` with every weight moved off its initialisation, as training would.
+
+    Freshly built, every pathway and the fusion are the identity (zero-initialised heads), so
+    a test of seams, radii or gradients on such a model would pass whatever the code did.
+    """
+    model = build_model(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+# Every architecture of the ablation table (config.VARIANTS; the term-only rows share `full`'s).
 VARIANTS = {
-    "full": TINY,
-    "no_pac": dataclasses.replace(TINY, pac=False),
-    "no_pyramid": dataclasses.replace(TINY, pyramid=False),
-    "local_only": dataclasses.replace(TINY, global_pathway=False),
-    "global_only": dataclasses.replace(TINY, local_pathways=False),
-    "fullres": dataclasses.replace(TINY, arch="fullres"),
+    name: variant_configs(Params(model=TINY), name)[0]
+    for name, row in TABLE.items()
+    if row.group != "term"
 }
 
 

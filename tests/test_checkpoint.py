@@ -9,12 +9,12 @@ import torch
 from glsgn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from glsgn.model import build_model
 
-from .conftest import TINY, VARIANTS
+from .conftest import TINY, VARIANTS, build
 
 
 @pytest.mark.parametrize("name", ["full", "fullres", "local_only"])
 def test_round_trip_rebuilds_the_same_model(tmp_path, name):
-    model = build_model(VARIANTS[name]).eval()
+    model = build(VARIANTS[name]).eval()
     path = tmp_path / "m.pt"
     save_checkpoint(path, model, extra={"step": 7})
     loaded, meta = load_checkpoint(path)

@@ -84,6 +84,35 @@ def test_haze_follows_the_scattering_model_and_reduces_contrast():
     assert prior[:10].mean() > prior[-10:].mean()  # farther towards the top
 
 
+def test_haze_depth_of_photographs_is_no_position_cue():
+    """Averaged over samples, no place in the frame is farther than another: a model cannot
+    learn the haze from where a pixel is. (The earlier prior, a top-to-bottom ramp, put the
+    top third 0.5 farther than the bottom third on average.)"""
+    h, w = 48, 80
+    maps = np.stack([synthesis.smooth_depth(h, w, seed) for seed in range(400)])
+    assert maps.min() >= 0 and maps.max() <= 1
+    mean = maps.mean(0)
+    thirds_v = [mean[i * h // 3 : (i + 1) * h // 3].mean() for i in range(3)]
+    thirds_h = [mean[:, i * w // 3 : (i + 1) * w // 3].mean() for i in range(3)]
+    assert max(thirds_v) - min(thirds_v) < 0.05 and max(thirds_h) - min(thirds_h) < 0.05
+    # ... yet each map has structure: a smooth field that varies over the frame
+    assert np.median(maps.std(axis=(1, 2))) > 0.15
+    grad = np.abs(np.diff(maps, axis=2)).mean()
+    assert grad < 0.05  # smooth at the pixel scale
+
+
+@pytest.mark.parametrize("n_photos", [1, 2, 4])
+def test_the_reflected_layer_never_comes_from_the_background_image(n_photos):
+    photos = [(f"p{i}.png", _photo(seed=i)) for i in range(n_photos)]
+    cfg = dataclasses.replace(SMALL, scene_fraction=0.3)
+    pairs = [synthesize_sample("reflection", cfg, photos, seed) for seed in range(60)]
+    assert any(src.startswith("photo:") for _, src in pairs)
+    for d, src in pairs:
+        assert d.params["reflected"] != src, src
+        if n_photos == 1 and src.startswith("photo:"):
+            assert d.params["reflected"].startswith("dead_leaves:")
+
+
 def test_reflection_only_adds_light():
     t, r = _photo(seed=1), _photo(seed=2)[::-1].copy()
     d = synthesis.reflection(t, r, 3, ReflectionConfig(), scale=1.0)

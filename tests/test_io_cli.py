@@ -1,7 +1,7 @@
 """Every kind of image a user may bring, through glsgn.data.io and the `glsgn restore` CLI.
 
-An identity checkpoint (no pyramid, zero output head: B_out = B_1 = input) makes the CLI's
-output comparable with its input bit for bit, so these tests see exactly what IO does.
+An identity checkpoint (no pyramid, and B_1 = input at initialisation: B_out = input) makes
+the CLI's output comparable with its input bit for bit, so these tests see exactly what IO does.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from glsgn.cli import main
 from glsgn.data.io import ImageError, read_image, write_image
 from glsgn.model import build_model
 
-from .conftest import TINY
+from .conftest import TINY, build
 
 RNG = np.random.default_rng(0)
 H, W = 37, 53
@@ -46,10 +46,7 @@ def _u16(*shape):
 @pytest.fixture(scope="module")
 def identity_ckpt(tmp_path_factory):
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(TINY, pyramid=False))
-    with torch.no_grad():
-        model.local_pathways[0].head.weight.zero_()
-        model.local_pathways[0].head.bias.zero_()
+    model = build_model(dataclasses.replace(TINY, pyramid=False))  # heads start at 0
     path = tmp_path_factory.mktemp("ckpt") / "identity.pt"
     save_checkpoint(path, model)
     return path
@@ -59,7 +56,7 @@ def identity_ckpt(tmp_path_factory):
 def random_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "random.pt"
-    save_checkpoint(path, build_model(TINY))
+    save_checkpoint(path, build(TINY))  # weights off the identity initialisation
     return path
 
 

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from glsgn.model import build_model
 from glsgn.model.resample import Region
 from glsgn.restore import restore, tiles
 
-from .conftest import TINY, VARIANTS
+from .conftest import TINY, VARIANTS, build
 
 
 def _whole(model, x):
@@ -23,7 +22,7 @@ def _whole(model, x):
 @pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("patch", [16, 32, 48])
 def test_streamed_equals_whole_image(name, patch):
-    model = build_model(VARIANTS[name]).eval()
+    model = build(VARIANTS[name]).eval()
     x = torch.rand(3, 83, 141)  # odd sizes: padding, partial patches at both edges
     ref = _whole(model, x)
     y = restore(model, x, patch_size=patch, progress=False)
@@ -33,7 +32,7 @@ def test_streamed_equals_whole_image(name, patch):
 
 @pytest.mark.parametrize("hw", [(1, 1), (9, 5), (150, 40), (40, 200)])
 def test_any_size_including_smaller_than_a_patch(hw):
-    model = build_model(TINY).eval()
+    model = build(TINY).eval()
     x = torch.rand(3, *hw)
     y = restore(model, x, patch_size=16, progress=False)
     assert y.shape == x.shape
@@ -57,7 +56,7 @@ def test_any_size_including_smaller_than_a_patch(hw):
     ],
 )  # fmt: skip
 def test_streamed_equals_whole_for_unusual_configs(cfg, hw, patch):
-    model = build_model(cfg).eval()
+    model = build(cfg).eval()
     x = torch.rand(3, *hw)
     y = restore(model, x, patch_size=patch, progress=False)
     assert (y - _whole(model, x)).abs().max() <= 1e-5
@@ -65,14 +64,14 @@ def test_streamed_equals_whole_for_unusual_configs(cfg, hw, patch):
 
 def test_halo_below_the_receptive_field_shows_seams():
     """The equality above is not luck: without the halo, patch borders differ."""
-    model = build_model(TINY).eval()
+    model = build(TINY).eval()
     x = torch.rand(3, 96, 96)
     ref = _whole(model, x)
     assert (restore(model, x, patch_size=32, halo=0, progress=False) - ref).abs().max() > 1e-3
 
 
 def test_patch_grid_does_not_change_the_output():
-    model = build_model(TINY).eval()
+    model = build(TINY).eval()
     x = torch.rand(3, 100, 120)
     a = restore(model, x, patch_size=16, progress=False)
     b = restore(model, x, patch_size=64, progress=False)
@@ -80,7 +79,7 @@ def test_patch_grid_does_not_change_the_output():
 
 
 def test_accepts_numpy_and_batched_input_and_keeps_training_mode():
-    model = build_model(TINY).train()
+    model = build(TINY).train()
     x = np.random.default_rng(0).random((1, 3, 40, 50), dtype=np.float32)
     y = restore(model, x, progress=False)
     assert y.shape == (3, 40, 50) and y.dtype == torch.float32
@@ -103,19 +102,19 @@ def test_accepts_numpy_and_batched_input_and_keeps_training_mode():
 )
 def test_bad_input_is_a_clear_error(image, kwargs, err, match):
     with pytest.raises(err, match=match):
-        restore(build_model(TINY), image, progress=False, **kwargs)
+        restore(build(TINY), image, progress=False, **kwargs)
 
 
 def test_unknown_device_is_a_clear_error():
     with pytest.raises(ValueError, match="expected auto, cpu, cuda or cuda:N, got 'gpu'"):
-        restore(build_model(TINY), torch.rand(3, 8, 8), device="gpu", progress=False)
+        restore(build(TINY), torch.rand(3, 8, 8), device="gpu", progress=False)
 
 
 def test_cuda_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA device"):
-        restore(build_model(TINY), torch.rand(3, 8, 8), device="cuda", progress=False)
+        restore(build(TINY), torch.rand(3, 8, 8), device="cuda", progress=False)
 
 
 def test_tiles_cover_the_grid_exactly_once():
@@ -131,7 +130,7 @@ def test_tiles_cover_the_grid_exactly_once():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cuda_matches_cpu(precision):
-    model = build_model(dataclasses.replace(TINY, widths=(8, 16, 32))).eval()
+    model = build(dataclasses.replace(TINY, widths=(8, 16, 32))).eval()
     x = torch.rand(3, 200, 300)
     ref = restore(model, x, device="cpu", progress=False)
     y = restore(model, x, device="cuda", precision=precision, progress=False)

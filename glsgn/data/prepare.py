@@ -64,15 +64,17 @@ def _photo_crop(img: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np
 
 
 def _clean(
-    photos: list[tuple[str, np.ndarray]], cfg: DataConfig, seed: int
+    photos: list[tuple[str, np.ndarray]], cfg: DataConfig, seed: int, exclude: str = ""
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """A clean image of the profile's size: (image, depth or None, where it came from)."""
+    """A clean image of the profile's size: (image, depth or None, where it came from), never
+    from the source `exclude` names (a dead-leaves scene when no other photograph is left)."""
     h, w = cfg.size
     rng = np.random.default_rng(seed)
-    if not photos or rng.random() < cfg.scene_fraction:
+    pool = [p for p in photos if f"photo:{p[0]}" != exclude]
+    if rng.random() < cfg.scene_fraction or not pool:
         scene = dead_leaves(h, w, seed, cfg.scenes)
         return scene.image, scene.depth, f"dead_leaves:{seed}"
-    name, img = photos[int(rng.integers(len(photos)))]
+    name, img = pool[int(rng.integers(len(pool)))]
     return _photo_crop(img, h, w, rng), None, f"photo:{name}"
 
 
@@ -83,7 +85,8 @@ def synthesize_sample(
     clean, depth, source = _clean(photos, cfg, seed)
     scale = cfg.scale(*cfg.size)
     if task == "reflection":
-        other, _, other_source = _clean(photos, cfg, seed + 1)
+        # The reflected scene is never the background's own source image.
+        other, _, other_source = _clean(photos, cfg, seed + 1, exclude=source)
         d = synthesis.reflection(clean, other, seed, cfg.reflection, scale)
         d.params["reflected"] = other_source
     elif task == "rain":

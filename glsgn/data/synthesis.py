@@ -112,14 +112,25 @@ def rain(clean: np.ndarray, seed: int, cfg: RainConfig, scale: float = 1.0) -> D
 
 
 def smooth_depth(h: int, w: int, seed: int) -> np.ndarray:
-    """A depth prior for photographs with no depth: farther towards the top, plus a smooth
-    random field (a 4x6 grid of values, bicubically interpolated). In [0, 1], 1 = farthest."""
+    """A depth prior for photographs, which have none: a smooth random field of random scale
+    (a grid of 2-8 random values across the long side, bicubically interpolated) plus a ramp
+    of random direction and weight. In [0, 1], 1 = farthest.
+
+    No place in the frame is farther on average (a fixed "farther towards the top" would be a
+    position cue that rewards any model with a global view for knowing where it is)."""
     rng = np.random.default_rng(seed)
-    ramp = np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None] * np.ones((1, w), np.float32)
-    field = cv2.resize(rng.random((4, 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    d = 0.7 * ramp + 0.3 * field
+    cells = int(rng.integers(2, 9))
+    gh, gw = (max(2, round(cells * n / max(h, w))) for n in (h, w))
+    field = cv2.resize(rng.random((gh, gw)).astype(np.float32), (w, h),
+                       interpolation=cv2.INTER_CUBIC)  # fmt: skip
+    theta = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = (xx - w / 2) * np.cos(theta) + (yy - h / 2) * np.sin(theta)
+    ramp /= max(float(np.abs(ramp).max()), 1e-6)
+    weight = rng.uniform(0.0, 0.7)
+    d = weight * ramp + (1 - weight) * field
     d -= d.min()
-    return d / max(float(d.max()), 1e-6)
+    return (d / max(float(d.max()), 1e-6)).astype(np.float32)
 
 
 def haze(

@@ -9,12 +9,38 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .patchnorm import NormStats, PatchNorm
+from .resample import upsample
 
-__all__ = ["conv3x3", "ResBlock", "Encoder", "Decoder"]
+__all__ = ["conv3x3", "ResBlock", "Up", "Encoder", "Decoder", "zero_init"]
 
 
 def conv3x3(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
+    """A convolution that starts at 0: a residual head over it starts as the identity."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+class Up(nn.Module):
+    """Learned 2x up-sampling: a 1x1 convolution, then bilinear resizing.
+
+    A stride-2 transposed convolution has four sub-kernels that differ, so it paints a 2-px
+    pattern at every level (a checkerboard); resizing cannot. The 1x1 convolution before the
+    resize is the same map as after it, at a quarter of the cost. Each output pixel reaches
+    one coarse pixel around it (radius 2 at the finer level).
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return upsample(self.proj(x), 2)
 
 
 class ResBlock(nn.Module):
@@ -22,18 +48,22 @@ class ResBlock(nn.Module):
 
     radius = 2
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, out_bias: bool = True) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            conv3x3(channels, channels), nn.GELU(), conv3x3(channels, channels)
+            conv3x3(channels, channels),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=out_bias),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
 
 
-def res_blocks(channels: int, n: int) -> nn.Sequential:
-    return nn.Sequential(*(ResBlock(channels) for _ in range(n)))
+def res_blocks(channels: int, n: int, out_bias: bool = True) -> nn.Sequential:
+    """`n` ResBlocks; `out_bias=False` drops the last one's output bias, which a
+    normalisation right after it would subtract again (a parameter that never learns)."""
+    return nn.Sequential(*(ResBlock(channels, out_bias or i < n - 1) for i in range(n)))
 
 
 class Encoder(nn.Module):
@@ -68,12 +98,9 @@ class Decoder(nn.Module):
 
     def __init__(self, widths: tuple[int, ...], blocks: int, norm: bool) -> None:
         super().__init__()
-        self.levels = nn.ModuleList(res_blocks(w, blocks) for w in widths)
+        self.levels = nn.ModuleList(res_blocks(w, blocks, out_bias=not norm) for w in widths)
         self.norms = nn.ModuleList(PatchNorm(w) for w in widths) if norm else None
-        self.ups = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
-            for i in range(len(widths) - 1)
-        )
+        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i]) for i in range(len(widths) - 1))
 
     def forward(
         self,

@@ -25,8 +25,9 @@ class GLSGNOutput:
     a_global: Tensor | None = None  # A_g on the global grid
     b_local: list[Tensor] = field(default_factory=list)  # B_1..B_n, each on its pathway's grid
     a_local: list[Tensor | None] = field(default_factory=list)  # A_1..A_n on E_i's grid
-    bands: list[Tensor] = field(default_factory=list)  # pyramid bands h_1..h_n
-    masks: list[Tensor] = field(default_factory=list)  # pyramid masks, finest first
+    bands: list[Tensor] = field(default_factory=list)  # pyramid bands h_1..h_n (h_n: B_g's)
+    details: list[Tensor] = field(default_factory=list)  # h'_1..h'_n, what each level adds
+    masks: list[Tensor] = field(default_factory=list)  # pyramid masks m_1..m_n, finest first
 
 
 class GLSGN(nn.Module):
@@ -208,6 +209,7 @@ class GLSGN(nn.Module):
                 [(o.b, r) for o, r in outs], (g.b, g_region) if g is not None else None
             )
             result.b_out, result.bands, result.masks = fused.b, fused.bands, fused.masks
+            result.details = fused.details
         return result
 
 
@@ -227,5 +229,6 @@ def _crop_output(out: GLSGNOutput, h: int, w: int, model: GLSGN) -> GLSGNOutput:
         b_local=[crop(t, f) for t, f in zip(out.b_local, fs, strict=True)],
         a_local=[crop(t, f * bf) for t, f in zip(out.a_local, fs, strict=True)],
         bands=[crop(t, f) for t, f in zip(out.bands, fs, strict=False)],
+        details=[crop(t, f) for t, f in zip(out.details, fs, strict=False)],
         masks=[crop(t, f) for t, f in zip(out.masks, fs, strict=False)],
     )

@@ -7,21 +7,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .blocks import Decoder, Encoder, ResBlock, conv3x3
+from .blocks import Decoder, Encoder, ResBlock, conv3x3, zero_init
 from .pac import PAC
 from .patchnorm import NormStats
+from .resample import upsample
 
 __all__ = ["SpatialAttention", "GlobalPathway", "GlobalOut", "LocalPathway", "LocalOut"]
 
 
 class SpatialAttention(nn.Module):
-    """ "Spatial Attention" of the global pathway: A_g from channel-pooled decoder features."""
+    """ "Spatial Attention" of the global pathway: A_g from channel-pooled decoder features.
+
+    Replicate padding: zeros around the channel mean and max read as "nothing here" and drew a
+    frame into A_g along the image's border.
+    """
 
     radius = 3
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(2, 1, 7, padding=3)
+        self.conv = nn.Conv2d(2, 1, 7, padding=3, padding_mode="replicate")
 
     def forward(self, f: Tensor) -> Tensor:
         pooled = torch.cat([f.mean(dim=1, keepdim=True), f.amax(dim=1, keepdim=True)], dim=1)
@@ -41,7 +46,8 @@ class GlobalPathway(nn.Module):
     """Global pathway (framework.png, top): coarse restoration of the whole scaled-down image I_4.
 
     Encoder-decoder -> decoder features F -> Spatial Attention -> A_g; the skip branch F is
-    gated by A_g and one more block gives B_g (residual over I_4).
+    gated by A_g and one more block gives B_g (residual over I_4; the last convolution starts
+    at 0, so B_g = I_4 at initialisation).
     """
 
     def __init__(
@@ -52,7 +58,7 @@ class GlobalPathway(nn.Module):
         self.encoder = Encoder(widths, blocks)
         self.decoder = Decoder(widths, blocks, norm=True)
         self.attention = SpatialAttention()
-        self.tail = nn.Sequential(ResBlock(widths[0]), conv3x3(widths[0], 3))
+        self.tail = nn.Sequential(ResBlock(widths[0]), zero_init(conv3x3(widths[0], 3)))
         self.cue = nn.Conv2d(widths[0], cue_channels, 1) if hands_on else None
 
     def forward(self, x: Tensor) -> GlobalOut:
@@ -69,13 +75,15 @@ class LocalOut:
 
     b: Tensor
     cue: Tensor | None  # None for the last pathway: nothing follows it
-    attention: Tensor | None
+    attention: Tensor | None  # A_i, from this pathway's own features (None without PAC)
     stats: list[NormStats]  # what its Patch Norm layers used
 
 
 class LocalPathway(nn.Module):
-    """Local pathway i (framework.png, middle): encoder -> E_i, PAC_i -> A_i gating E_i,
-    decoder of Residual Blocks and Patch Norm -> decoder features F_i -> B_i (residual over I_i).
+    """Local pathway i (framework.png, middle): encoder -> E_i; PAC_i -> A_i and a gate on E_i
+    and on every encoder skip (bilinearly up-sampled), so no feature reaches the decoder around
+    the attention; decoder of Residual Blocks and Patch Norm -> F_i -> B_i (residual over I_i,
+    the head starting at 0, so B_i = I_i at initialisation).
 
     Fully convolutional with a finite receptive field (`radius`), so it gives the same values
     on a patch with enough halo as on the whole image.
@@ -97,7 +105,7 @@ class LocalPathway(nn.Module):
         self.encoder = Encoder(widths, blocks)
         self.pac = PAC(widths[-1], n_attention_cues) if pac else None
         self.decoder = Decoder(widths, blocks, norm=True)
-        self.head = conv3x3(widths[0], 3)
+        self.head = zero_init(conv3x3(widths[0], 3))
         self.cue = nn.Conv2d(widths[0], cue_channels, 1) if hands_on else None
         self.bottleneck_factor = 2 ** (len(widths) - 1)
 
@@ -118,8 +126,9 @@ class LocalPathway(nn.Module):
         feats = self.encoder(self.stem(torch.cat([x, *cues], dim=1)))
         a = None
         if self.pac is not None:
-            a = self.pac(feats[-1], attention_cues)
-            feats[-1] = feats[-1] * a
+            a, gate = self.pac(feats[-1], attention_cues)
+            n = len(feats)
+            feats = [f * upsample(gate, 2 ** (n - 1 - i)) for i, f in enumerate(feats)]
         f, used = self.decoder(feats[-1], feats, stats=stats, measure=measure)
         cue = self.cue(f) if self.cue is not None else None
         return LocalOut(b=x + self.head(f), cue=cue, attention=a, stats=used)
@@ -127,6 +136,6 @@ class LocalPathway(nn.Module):
     def radius(self) -> int:
         """Receptive radius in this pathway's pixels (an upper bound, conservative)."""
         r = 1 + self.encoder.radius() + self.decoder.radius() + 1
-        if self.pac is not None:
-            r += PAC.radius * self.bottleneck_factor
+        if self.pac is not None:  # the gate, and its up-sampling to the skips (1 px on E's grid)
+            r += (PAC.radius + 1) * self.bottleneck_factor
         return r

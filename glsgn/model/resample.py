@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Region", "resample", "downscale", "pad_to_multiple"]
+__all__ = ["Region", "resample", "to_grid", "downscale", "upsample", "pad_to_multiple"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,28 @@ def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
         w = w.to(out.dtype).view(shape)
         out = out.index_select(dim, i0) * (1 - w) + out.index_select(dim, i1) * w
     return out
+
+
+def to_grid(t: Tensor, src: Region, dst: Region) -> Tensor:
+    """Bring `t` (covering `src`) onto `dst`'s grid: the mean of each block when `dst` is an
+    integer factor coarser (as `downscale` makes the pathway inputs, so a target brought down
+    this way is exactly the target at the coarser scale), else `resample`."""
+    (sh, sw), (dh, dw) = src.size, dst.size
+    f = sh // dh if dh and sh % dh == 0 else 0
+    if f > 1 and sw == dw * f and all(v % f == 0 for v in src.box):
+        t, src = downscale(t, f), src.coarser(f)
+    return resample(t, src, dst)
+
+
+def upsample(x: Tensor, factor: int) -> Tensor:
+    """Bilinear up-sampling by an integer factor (half-pixel centres, edges clamped).
+
+    On a patch whose origin is a multiple of the coarse pixel, every output pixel farther than
+    `factor` from the patch's edge equals the whole image's, so a halo makes it exact.
+    """
+    if factor == 1:
+        return x
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
 def downscale(x: Tensor, factor: int) -> Tensor:

@@ -1,11 +1,13 @@
 """Wall time and peak memory of UHR inference: GLSGN (patch-streamed) against the
-full-resolution single-pathway network of about the same parameter count.
+full-resolution single-pathway network of about the same parameter count, patch-streamed the
+same way and on the whole image at once.
 
+GLSGN streamed against fullres streamed is what the architecture saves; fullres streamed
+against fullres whole is what streaming saves (any fully convolutional network can stream).
 Each case runs in a fresh Python process, so its peak is its own: process RSS on the CPU
 (`ru_maxrss`, which includes the ~0.6 GB that importing torch costs), and
 `torch.cuda.max_memory_allocated` on a GPU. Weights are random: time and memory do not depend
-on them. The fullres network runs on the whole image at once, as such networks usually are;
-`--fullres-streamed` adds it patch-streamed through `glsgn.restore` too.
+on them.
 
     python benchmarks/uhr_inference.py                       # 1K, 2K, 4K, 8K on the CPU
     python benchmarks/uhr_inference.py --sizes 4K 8K --device cuda --precision bf16
@@ -122,7 +124,6 @@ def main() -> None:
     p.add_argument("--params", type=Path,
                    help="the model, sizes, device and precision from this params file "
                    "(default: the model of the repository's params.yaml)")  # fmt: skip
-    p.add_argument("--fullres-streamed", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default="glsgn", help=argparse.SUPPRESS)
@@ -137,9 +138,7 @@ def main() -> None:
     for name in args.sizes:
         benchmark_size(name)  # a bad size fails here, before any case runs
 
-    cases = [("glsgn", "stream"), ("fullres", "whole")]
-    if args.fullres_streamed:
-        cases.append(("fullres", "stream"))
+    cases = [("glsgn", "stream"), ("fullres", "stream"), ("fullres", "whole")]
     results, peaks = [], {}
     for size in args.sizes:
         for model, mode in cases:

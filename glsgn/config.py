@@ -263,7 +263,7 @@ class DataConfig:
     """Dataset preparation (prepare@task stages)."""
 
     tasks: tuple[str, ...] = TASKS
-    size: tuple[int, int] = (288, 512)  # H, W of synthetic pairs; paper profile: 2160, 3840
+    size: tuple[int, int] = (224, 384)  # H, W of synthetic pairs; paper profile: 2160, 3840
     reference_size: int = 1024  # long side at which synthesis pixel sizes are given
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     scene_fraction: float = 0.5  # share of clean images that are dead-leaves scenes
@@ -366,7 +366,7 @@ class TrainConfig:
     runs: dict[str, RunSpec] = field(default_factory=_default_runs)
     steps: int = 80
     batch_size: int = 2
-    crop: int = 128  # full-resolution crop side (a multiple of the model's pad_multiple)
+    crop: int = 96  # full-resolution crop side (a multiple of the model's pad_multiple)
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 8  # linear warm-up steps, then cosine decay to lr_min
@@ -407,7 +407,7 @@ class LossConfig:
 
     reconstruction: float = 1.0  # L1 of B_out against the target
     pathway_global: float = 0.5  # L1 of B_g against the target at the global scale
-    pathway_local: float = 0.0  # L1 of each B_i against the target at its scale
+    pathway_local: float = 0.5  # L1 of what each B_i gives the pyramid (B_1, B_2: their bands)
     content: float = 0.1  # low-level content consistency
     attention: float = 0.05  # perceptual attention consistency
     intensity: float = 0.1  # restoring intensity consistency

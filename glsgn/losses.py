@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .config import LossConfig
 from .model import GLSGN, FullResNet, GLSGNOutput
+from .model.pyramid import high_band
 from .model.resample import Region, downscale, to_grid
 
 __all__ = ["BackboneError", "SemanticBackbone", "GLSGNLoss", "TrainBatch", "TERMS"]
@@ -175,15 +176,25 @@ class GLSGNLoss(nn.Module):
         return _l1(out.b_global, batch.y_global) if out.b_global is not None else None
 
     def pathway_local(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
-        """L1 of every local B_i against the target at its scale. Off by default: with it on,
-        the content and intensity terms are implied (each is bounded by these L1s), so their
-        ablations could not show anything."""
+        """L1 of what each local pathway gives the pyramid (LP.png), at its scale: B_1..B_{n-1}
+        their high-frequency bands h_k, B_n its whole output (the base l and its own band).
+
+        The low frequencies of B_1..B_{n-1} reach no output, so no reconstruction loss sees
+        them; the content and intensity terms do. (An L1 on the whole B_k would bound both
+        terms, and their ablations could show nothing.)"""
         m = self.model[0]
         if not isinstance(m, GLSGN) or not out.b_local:
             return None
-        return torch.stack(
-            [_l1(b, downscale(batch.y, f)) for b, f in zip(out.b_local, m.factors, strict=True)]
-        ).mean()
+        r = batch.region
+        grids = [r.coarser(f) for f in m.factors]
+        losses = []
+        for k, (b, rk) in enumerate(zip(out.b_local, grids, strict=True)):
+            y = downscale(batch.y, m.factors[k])
+            if k + 1 < len(grids):
+                ratio = m.factors[k + 1] // m.factors[k]
+                b, y = high_band(b, rk, ratio), high_band(y, rk, ratio)
+            losses.append(_l1(b, y))
+        return torch.stack(losses).mean()
 
     # --- the four consistency terms ----------------------------------------------------------
 
@@ -236,17 +247,13 @@ class GLSGNLoss(nn.Module):
 
     def semantic(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor:
         """High-level semantics: frozen-backbone features of each output agree with the
-        target's at that output's own scale (B_out and B_1 at the crop's, B_i at 1/f_i, B_g on
-        the whole global view), and adjacent pathways' agree with each other on the coarser
-        one's grid. One backbone pass per scale."""
+        target's at that output's own scale over the crop (B_out and B_1 at the crop's, B_i
+        and B_g at 1/f_i and 1/global_scale), and adjacent pathways' agree with each other on
+        the coarser one's grid. One backbone pass per scale."""
         pairs: list[tuple[Tensor, Tensor]] = [(out.b_out, batch.y)]
         outs = self._outputs(out, batch)
-        m = self.model[0]
-        if isinstance(m, GLSGN):
-            pairs += [(b, downscale(batch.y, f)) for b, f in zip(out.b_local, m.factors,
-                                                                 strict=True)]  # fmt: skip
-            if out.b_global is not None:
-                pairs.append((out.b_global, batch.y_global))
+        r = batch.region
+        pairs += [(b, to_grid(batch.y, r, rb)) for b, rb in outs]
         pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:],
                                                                        strict=False)]  # fmt: skip
         by_shape: dict[tuple[int, ...], list[int]] = {}

@@ -199,9 +199,12 @@ def band_image(
     return np.repeat(np.clip(mag / (top or 1.0), 0, 1)[..., None], 3, axis=-1)
 
 
-def heatmap(values: torch.Tensor | np.ndarray, cmap: str = "viridis") -> np.ndarray:
-    """Values in [0, 1] (a fusion mask m_i; averaged over channels) in a colour map, (H, W, 3)."""
-    return plt.get_cmap(cmap)(np.clip(band_magnitude(values), 0, 1))[..., :3]
+def heatmap(
+    values: torch.Tensor | np.ndarray, cmap: str = "viridis", vmax: float = 1.0
+) -> np.ndarray:
+    """Values in [0, vmax] (a fusion mask m_i; averaged over channels) in a colour map,
+    (H, W, 3)."""
+    return plt.get_cmap(cmap)(np.clip(band_magnitude(values) / vmax, 0, 1))[..., :3]
 
 
 def band_magnitude(band: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import timm
 import torch
 
 from glsgn.config import VARIANTS, LossConfig, Params, variant_configs
-from glsgn.losses import BackboneError, GLSGNLoss, SemanticBackbone, TrainBatch
+from glsgn.losses import BackboneError, GLSGNLoss, SemanticBackbone, TrainBatch, _l1
 from glsgn.model import GLSGNOutput, build_model
 from glsgn.model.pyramid import high_band
 from glsgn.model.resample import Region, downscale
@@ -54,8 +54,7 @@ def test_every_term_is_exactly_zero_at_ideal_outputs(texture):
     model = build_model(TINY)
     target = torch.rand(1, 3, 64, 96) if texture else torch.full((1, 3, 64, 96), 0.4)
     out, batch = _ideal(model, target)
-    cfg = dataclasses.replace(LOSS, pathway_local=1.0)
-    terms = GLSGNLoss(cfg, model)(out, batch)
+    terms = GLSGNLoss(LOSS, model)(out, batch)
     assert set(CONSISTENCY + ["reconstruction", "pathway_global", "pathway_local"]) < set(terms)
     for name, value in terms.items():
         assert value.abs().item() <= 1e-6, (name, value)
@@ -106,10 +105,10 @@ def test_intensity_sees_the_amount_removed_not_its_sign():
 
 
 def test_content_and_intensity_constrain_what_reconstruction_leaves_free():
-    """B_1 shifted by a constant: the pyramid takes only B_1's band, so B_out (and with it
-    every reconstruction loss on by default) does not change, but B_1 no longer agrees with
-    B_2 nor removes what the global pathway removes. With `pathway_local` on, its L1 would see
-    the shift too; that is why it is off by default (docs/method.md, "Losses")."""
+    """B_1 shifted by a constant: the pyramid takes only B_1's band, so B_out and every
+    reconstruction loss (B_out's, B_g's and each local pathway's on what it gives the pyramid)
+    stay at 0, but B_1 no longer agrees with B_2 nor removes what the global pathway removes.
+    An L1 on the whole of each B_i would see the shift too, and would bound both terms."""
     model = build_model(TINY)
     out, batch = _ideal(model, torch.rand(1, 3, 64, 96))
     r = batch.region
@@ -122,12 +121,12 @@ def test_content_and_intensity_constrain_what_reconstruction_leaves_free():
         before = fuse(out)
         out.b_local[0] = out.b_local[0] + 0.1
         torch.testing.assert_close(fuse(out), before, rtol=0, atol=1e-6)
-    cfg = dataclasses.replace(LOSS, pathway_local=1.0)
-    terms = GLSGNLoss(cfg, model)(out, batch)
-    for name in ("reconstruction", "pathway_global"):
-        assert terms[name].item() <= 1e-6
-    for name in ("content", "intensity", "pathway_local"):
-        assert terms[name].item() > 1e-2
+    terms = GLSGNLoss(LOSS, model)(out, batch)
+    for name in ("reconstruction", "pathway_global", "pathway_local"):
+        assert terms[name].item() <= 1e-6, name
+    for name in ("content", "intensity"):
+        assert terms[name].item() > 1e-2, name
+    assert _l1(out.b_local[0], batch.y).item() > 0.09  # what a whole-output L1 would see
 
 
 def _real_batch(model):
@@ -163,7 +162,7 @@ def test_each_variant_changes_one_thing(variant):
     loss = GLSGNLoss(lcfg, model)
     batch = _real_batch(model)
     terms = loss(model(batch.x, global_view=batch.x_global, region=batch.region), batch)
-    full_terms = set(CONSISTENCY) | {"reconstruction", "pathway_global"}
+    full_terms = set(CONSISTENCY) | {"reconstruction", "pathway_global", "pathway_local"}
     row = VARIANTS[variant]
     if row.group == "term":
         (term,) = row.loss  # exactly one weight

@@ -263,7 +263,7 @@ class DataConfig:
     """Dataset preparation (prepare@task stages)."""
 
     tasks: tuple[str, ...] = TASKS
-    size: tuple[int, int] = (224, 384)  # H, W of synthetic pairs; paper profile: 2160, 3840
+    size: tuple[int, int] = (128, 224)  # H, W of synthetic pairs; paper profile: 2160, 3840
     reference_size: int = 1024  # long side at which synthesis pixel sizes are given
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     scene_fraction: float = 0.5  # share of clean images that are dead-leaves scenes
@@ -366,7 +366,8 @@ class TrainConfig:
     runs: dict[str, RunSpec] = field(default_factory=_default_runs)
     steps: int = 80
     batch_size: int = 2
-    crop: int = 96  # full-resolution crop side (a multiple of the model's pad_multiple)
+    crop: int | None = None  # full-resolution crop side (a multiple of the model's
+    # pad_multiple); null: the whole image, so training sees what inference sees
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 8  # linear warm-up steps, then cosine decay to lr_min
@@ -388,12 +389,15 @@ class TrainConfig:
             _require(ok, f"{p}.runs", "run names of letters, digits, '-' and '_'", name)
             run.validate(f"{p}.runs.{name}")
         for key, lo, hi in (
-            ("steps", 1, 10**8), ("batch_size", 1, 4096), ("crop", 16, 16384), ("warmup", 0, 10**8),
+            ("steps", 1, 10**8), ("batch_size", 1, 4096), ("warmup", 0, 10**8),
             ("workers", 0, 256), ("checkpoint_every", 1, 10**8), ("val_every", 1, 10**8),
             ("log_every", 1, 10**8),
         ):  # fmt: skip
             v = getattr(self, key)
             _require(lo <= v <= hi, f"{p}.{key}", f"an int in [{lo}, {hi}]", v)
+        if self.crop is not None:
+            _require(16 <= self.crop <= 16384, f"{p}.crop", "null or an int in [16, 16384]",
+                     self.crop)  # fmt: skip
         _require(0 < self.lr <= 1, f"{p}.lr", "a number in (0, 1]", self.lr)
         _require(0 <= self.lr_min <= self.lr, f"{p}.lr_min", "in [0, train.lr]", self.lr_min)
         _require(0 <= self.weight_decay <= 1, f"{p}.weight_decay", "in [0, 1]", self.weight_decay)

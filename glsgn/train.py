@@ -64,6 +64,23 @@ class StepBatches(Sampler):
         return self.steps - self.start
 
 
+def _warn_small_crop(model, crop: int | None) -> None:
+    """Say so when a local pathway's crop is all border: its output near the crop's edge
+    depends on the zero padding there, which whole-image inference never sees."""
+    if crop is None or not hasattr(model, "local_radius"):
+        return
+    for k, f in enumerate(model.factors):
+        side, radius = crop // f, model.local_radius(k)
+        if side <= 2 * radius:
+            log.warning(
+                "train.crop %d: local pathway %d sees %d px and its receptive radius is %d px, "
+                "so none of its crop is out of reach of the crop's border; its outputs will "
+                "differ from whole-image inference (use train.crop: null, or >= %d)",
+                crop, k + 1, side, radius, (2 * radius + 1) * f,
+            )  # fmt: skip
+            return
+
+
 def _collate(items: list[dict]) -> dict:
     sizes = {tuple(it["size"].tolist()) for it in items}
     boxes = {tuple(it["box"].tolist()) for it in items}
@@ -205,11 +222,12 @@ def train(
     log.log(
         logging.INFO if rank == 0 else logging.DEBUG,
         "train %s: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
-        "steps %d, batch %d x %d, crop %d, lr %g; semantic backbone: %s",
+        "steps %d, batch %d x %d, crop %s, lr %g; semantic backbone: %s",
         run, spec.task, spec.variant, mcfg.variant, sum(p.numel() for p in model.parameters()),
         len(ds), device, f" ({tcfg.amp} autocast)" if amp else "", tcfg.steps, tcfg.batch_size,
-        world, tcfg.crop, tcfg.lr, backbone,
+        world, tcfg.crop or "whole image", tcfg.lr, backbone,
     )  # fmt: skip
+    _warn_small_crop(model, tcfg.crop)
     net = DistributedDataParallel(model) if world > 1 else model
 
     live = _live(root / "dvclive" / run, start > 0) if rank == 0 else None

@@ -21,7 +21,7 @@ from glsgn.data.scenes import dead_leaves
 from glsgn.model import build_model
 from glsgn.model.resample import Region
 
-from .conftest import TINY
+from .conftest import TINY, build
 
 SMALL = DataConfig(size=(96, 160), reference_size=160, splits=dataclasses.replace(
     DataConfig().splits, train=2, val=1, test=1))  # fmt: skip
@@ -307,6 +307,21 @@ def test_train_crops_are_aligned_seeded_and_fit_the_model(tmp_path):
         region=Region((h, w), (y0, y1, x0, x1)),
     )  # fmt: skip
     assert out.b_out.shape == (1, 3, 32, 32)
+
+
+def test_train_crops_of_null_size_are_the_whole_padded_image(tmp_path):
+    """train.crop: null trains on what inference sees: the whole image, nothing at a crop's
+    border; the training form then equals the whole-image forward."""
+    root = _prepared(tmp_path)
+    model = build(TINY).eval()
+    item = TrainCrops(root, crop=None, multiple=model.pad_multiple, global_scale=4, seed=3)[0]
+    h, w = item["size"].tolist()
+    assert item["box"].tolist() == [0, h, 0, w] and item["input"].shape == (3, h, w)
+    with torch.no_grad():
+        crop_form = model(item["input"][None], global_view=item["input_global"][None],
+                          region=Region.whole(h, w)).b_out  # fmt: skip
+        whole = model(item["input"][None]).b_out
+    torch.testing.assert_close(crop_form, whole, rtol=0, atol=1e-6)
 
 
 def test_paired_images_gives_whole_images(tmp_path):

@@ -66,6 +66,20 @@ def test_training_lowers_the_loss(root, tmp_path):
     assert (work / "models/reflection-full.pt").is_file()
 
 
+def test_a_crop_that_is_all_border_is_reported(root, tmp_path, caplog):
+    """TINY's pathway 3 sees a crop of 32 px as 8 px, inside its receptive radius: the log
+    says so and what to do; a whole-image run (train.crop: null) says nothing."""
+    work = _fresh(root, tmp_path)
+    with caplog.at_level("WARNING", logger="glsgn.train"):
+        train("reflection-full", _params(steps=1), work, progress=False)
+    assert "receptive radius" in caplog.text and "train.crop: null" in caplog.text
+    caplog.clear()
+    work = _fresh(root, tmp_path / "whole")
+    with caplog.at_level("WARNING", logger="glsgn.train"):
+        train("reflection-full", _params(steps=1, crop=None), work, progress=False)
+    assert "receptive radius" not in caplog.text
+
+
 def test_killed_run_resumes_to_the_same_weights(root, tmp_path):
     a, b = _fresh(root, tmp_path / "a"), _fresh(root, tmp_path / "b")
     params = _params()

@@ -1,9 +1,9 @@
 """Torch datasets over data/prepared/{task}/{split}: whole images, and training crops.
 
 A training sample is what `GLSGN.forward(crop, global_view=..., region=...)` takes: a random
-full-resolution crop for the local pathways, plus the whole image scaled down for the global
-pathway, plus where the crop lies. Augmentation (flips, crop position) is seeded by
-(seed, epoch, index), so a run is reproducible and a resumed run sees the same samples.
+full-resolution crop (or the whole image) for the local pathways, plus the whole image scaled
+down for the global pathway, plus where the crop lies. Augmentation (flips, crop position) is
+seeded by (seed, epoch, index), so a run is reproducible and a resumed run sees the same samples.
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ class TrainCrops(Dataset):
     def __init__(
         self,
         root: str | Path,
-        crop: int,
+        crop: int | None,
         multiple: int,
         global_scale: int,
         seed: int = 0,
         augment: bool = True,
     ) -> None:
-        if crop < multiple or crop % multiple:
-            raise ValueError(f"crop: expected a multiple of {multiple}, got {crop}")
+        if crop is not None and (crop < multiple or crop % multiple):
+            raise ValueError(f"crop: expected null or a multiple of {multiple}, got {crop}")
         self.images = PairedImages(root)
         self.crop, self.multiple, self.global_scale = crop, multiple, global_scale
         self.seed, self.augment, self.epoch = seed, augment, 0
@@ -87,7 +87,7 @@ class TrainCrops(Dataset):
         x, _ = pad_to_multiple(x[None], self.multiple)
         y, _ = pad_to_multiple(y[None], self.multiple)
         h, w = x.shape[-2:]
-        ch, cw = min(self.crop, h), min(self.crop, w)
+        ch, cw = (h, w) if self.crop is None else (min(self.crop, h), min(self.crop, w))
         pos = np.random.default_rng([self.seed, batch, 1])  # one position per batch
         y0 = int(pos.integers(0, (h - ch) // self.multiple + 1)) * self.multiple
         x0 = int(pos.integers(0, (w - cw) // self.multiple + 1)) * self.multiple

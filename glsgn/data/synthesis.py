@@ -80,6 +80,16 @@ def streak_kernel(length: float, width: float, angle: float) -> np.ndarray:
     return k / max(float(k.max()), 1e-6)
 
 
+def _wrap_filter(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Correlate with `kernel`, the image wrapping around at its edges (streaks that leave at
+    one side come back at the other). Padding by hand: OpenCV refuses BORDER_WRAP on some
+    image and kernel sizes."""
+    ph, pw = kernel.shape[0] // 2, kernel.shape[1] // 2
+    padded = np.pad(img, ((ph, ph), (pw, pw)), mode="wrap")
+    out = cv2.filter2D(padded, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    return out[ph : ph + img.shape[0], pw : pw + img.shape[1]]
+
+
 def rain(clean: np.ndarray, seed: int, cfg: RainConfig, scale: float = 1.0) -> Degraded:
     """Several layers of rain streaks over `clean`, screen-blended: I = 1 - (1 - J)(1 - S).
 
@@ -102,7 +112,7 @@ def rain(clean: np.ndarray, seed: int, cfg: RainConfig, scale: float = 1.0) -> D
         drops = np.zeros((h, w), np.float32)
         ys, xs = rng.integers(0, h, count), rng.integers(0, w, count)
         drops[ys, xs] = bright * rng.uniform(0.5, 1.0, count).astype(np.float32)
-        s = cv2.filter2D(drops, -1, streak_kernel(length, width, angle), borderType=cv2.BORDER_WRAP)
+        s = _wrap_filter(drops, streak_kernel(length, width, angle))
         keep *= 1 - np.clip(s, 0, 1)
         layers.append({"angle": angle, "length": length, "width": width, "brightness": bright,
                        "streaks": count})  # fmt: skip

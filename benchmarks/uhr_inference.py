@@ -20,7 +20,6 @@ params.yaml's `benchmark` section, and the JSON feeds the efficiency notebook.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 from glsgn.atomic import atomic_write
-from glsgn.config import BENCHMARK_SIZES, benchmark_size, load_params
+from glsgn.config import BENCHMARK_SIZES, benchmark_size, load_params, variant_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,9 +41,8 @@ def _child(args: argparse.Namespace) -> None:
     from glsgn.restore import resolve_device, restore
 
     torch.manual_seed(0)
-    cfg = load_params(args.params or ROOT / "params.yaml").model
-    if args.model == "fullres":
-        cfg = dataclasses.replace(cfg, arch="fullres")
+    params = load_params(args.params or ROOT / "params.yaml")
+    cfg = variant_configs(params, "fullres" if args.model == "fullres" else "full")[0]
     model = build_model(cfg).eval()
     dev = resolve_device(args.device)
     h, w = benchmark_size(args.size)

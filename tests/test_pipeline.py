@@ -66,9 +66,10 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
         m = json.loads((clone / f"metrics/{task}/{variant}.json").read_text())
         assert m["n_images"] == 1 and m["psnr"] > 0 and m["train_steps"] == 2
     bench = json.loads((clone / "reports/efficiency.json").read_text())
-    assert [(r["model"], r["size"]) for r in bench] == [
-        (m, s) for s in ("96x64", "192x128") for m in ("glsgn", "fullres")
-    ]
+    assert [(r["model"], r["mode"], r["size"]) for r in bench] == [
+        (m, mode, s) for s in ("96x64", "192x128")
+        for m, mode in (("glsgn", "stream"), ("fullres", "stream"), ("fullres", "whole"))
+    ]  # fmt: skip
     assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 100 for r in bench)
     for name, figures in FIGURES.items():
         executed = clone / f"reports/notebooks/{name}.ipynb"

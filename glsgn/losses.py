@@ -46,13 +46,13 @@ def _l1(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).abs().mean()
 
 
-def _coarser(ra: Region, rb: Region) -> Region:
-    return ra if ra.size[0] <= rb.size[0] else rb
+def _coarsest(*regions: Region) -> Region:
+    return min(regions, key=lambda r: r.size[0])
 
 
 def _agree(a: Tensor, ra: Region, b: Tensor, rb: Region) -> Tensor:
     """L1 between two maps of the same area, on the coarser of their two grids."""
-    common = _coarser(ra, rb)
+    common = _coarsest(ra, rb)
     return _l1(to_grid(a, ra, common), to_grid(b, rb, common))
 
 
@@ -185,12 +185,11 @@ class GLSGNLoss(nn.Module):
         m = self.model[0]
         if not isinstance(m, GLSGN) or not out.b_local:
             return None
-        r = batch.region
-        grids = [r.coarser(f) for f in m.factors]
+        n = len(m.factors)
         losses = []
-        for k, (b, rk) in enumerate(zip(out.b_local, grids, strict=True)):
+        for k, (b, rk) in enumerate(self._outputs(out, batch)[:n]):
             y = downscale(batch.y, m.factors[k])
-            if k + 1 < len(grids):
+            if k + 1 < n:
                 ratio = m.factors[k + 1] // m.factors[k]
                 b, y = high_band(b, rk, ratio), high_band(y, rk, ratio)
             losses.append(_l1(b, y))
@@ -241,7 +240,7 @@ class GLSGNLoss(nn.Module):
             layers.append((removed, r.coarser(m.global_factor)))
         if len(layers) < 2:
             return None
-        common = min((rr for _, rr in layers), key=lambda rr: rr.size[0])
+        common = _coarsest(*(rr for _, rr in layers))
         strength = [to_grid(t, rr, common).abs().mean(1) for t, rr in layers]
         return torch.stack([_l1(s, strength[-1]) for s in strength[:-1]]).mean()
 
@@ -262,9 +261,9 @@ class GLSGNLoss(nn.Module):
             by_shape.setdefault(tuple(t.shape), []).append(i)
         feats: list[list[Tensor]] = [[] for _ in images]
         for idx in by_shape.values():
-            layers = self.backbone(torch.cat([images[i] for i in idx]))
+            layers = [f.chunk(len(idx)) for f in self.backbone(torch.cat([images[i] for i in idx]))]
             for j, i in enumerate(idx):
-                feats[i] = [f.chunk(len(idx))[j] for f in layers]
+                feats[i] = [f[j] for f in layers]
         return torch.stack([
             torch.stack([_l1(fa, fb) for fa, fb in zip(feats[2 * k], feats[2 * k + 1],
                                                        strict=True)]).mean()

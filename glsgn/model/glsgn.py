@@ -208,8 +208,9 @@ class GLSGN(nn.Module):
             fused = self.fusion(
                 [(o.b, r) for o, r in outs], (g.b, g_region) if g is not None else None
             )
-            result.b_out, result.bands, result.masks = fused.b, fused.bands, fused.masks
-            result.details = fused.details
+            result.b_out, result.bands, result.details, result.masks = (
+                fused.b, fused.bands, fused.details, fused.masks
+            )
         return result
 
 

@@ -1,33 +1,33 @@
-"""Seam-free restoration of a whole UHR image by streaming patches.
+"""Seam-free restoration of a whole UHR image: `restore(model, image)`.
 
-Every local pathway (and the pyramid fusion) is fully convolutional with a known receptive
-radius. Each patch is processed with a halo of at least that radius and only its centre is
-kept, so the result equals running each pathway on the whole image at once, whatever the patch
-grid. Peak memory is a few full-resolution buffers plus one patch's activations; the global
-pathway runs once on the whole scaled-down image.
+The image is uploaded once, restored patch by patch by `glsgn.model.streaming` (the result
+equals processing the whole image at once, whatever the patch grid) and downloaded once. On
+CUDA, `patch_size="auto"` takes the whole image, or the largest patch that fits the free
+memory (or `max_memory`), from a measured cost per pixel.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
-from collections.abc import Iterator
+import weakref
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .model import GLSGN, FullResNet
-from .model.resample import Region, downscale, pad_to_multiple, resample
+from .model.resample import pad_to_multiple
+from .model.streaming import patch_sides, stream, tiles
 
-__all__ = ["restore", "resolve_device", "tiles"]
+__all__ = ["restore", "resolve_device", "tiles", "parse_memory", "choose_patch"]
 
 log = logging.getLogger(__name__)
 
 _AMP = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_PROBE = 256  # side of the image whose restore measures the device memory per pixel
+_MARGIN = 1.25  # headroom on the measured cost: allocator rounding, cuDNN workspaces
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -40,19 +40,28 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
-def tiles(grid: Region, size: int) -> Iterator[Region]:
-    """Patches of `size` covering a whole grid, row by row; the last ones may be smaller."""
-    h, w = grid.size
-    for y in range(0, h, size):
-        for x in range(0, w, size):
-            yield Region(grid.size, (y, min(h, y + size), x, min(w, x + size)))
-
-
-def _round_up(v: int, m: int) -> int:
-    return int(math.ceil(v / m) * m)
+def parse_memory(text: str | int | None) -> int | None:
+    """'2GB', '1.5G', '512MB', '800M' or a number of bytes -> bytes (None stays None)."""
+    if text is None or isinstance(text, int):
+        if isinstance(text, int) and text <= 0:
+            raise ValueError(f"max_memory: expected a positive size, got {text!r}")
+        return text
+    units = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
+             "GB": 2**30, "T": 2**40, "TB": 2**40}  # fmt: skip
+    t = str(text).strip().upper().replace("IB", "B")
+    num = t.rstrip("KMGTB")
+    try:
+        value = float(num) * units[t[len(num):]]
+    except (KeyError, ValueError):
+        raise ValueError(f"max_memory: expected a size like 2GB or 512MB, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"max_memory: expected a positive size, got {text!r}")
+    return int(value)
 
 
 def _as_image(image: Tensor | np.ndarray) -> Tensor:
@@ -72,10 +81,97 @@ def _as_image(image: Tensor | np.ndarray) -> Tensor:
         raise TypeError(f"image: expected floating point values in [0, 1], got {image.dtype}")
     if image.shape[-1] < 1 or image.shape[-2] < 1:
         raise ValueError(f"image: empty image of shape {tuple(image.shape)}")
-    image = image.detach().to("cpu", torch.float32)
-    if not torch.isfinite(image).all():
+    return image.detach().float()
+
+
+def _finite(x: Tensor) -> Tensor:
+    if not torch.isfinite(x).all():
         raise ValueError("image: contains NaN or infinite values")
-    return image
+    return x
+
+
+def _round_up(v: int, m: int) -> int:
+    return int(math.ceil(v / m) * m)
+
+
+# Measured device bytes per pixel, per model: {(device, precision): bytes}.
+_COST: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def _bytes_per_pixel(model: GLSGN | FullResNet, dev: torch.device, precision: str) -> float:
+    """Peak device memory per pixel of restoring a small image in one patch, measured once."""
+    cache = _COST.setdefault(model, {})
+    if (dev, precision) not in cache:
+        side = _round_up(_PROBE, model.pad_multiple)
+        x = torch.rand(1, 3, side, side, device=dev)
+        torch.cuda.synchronize(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        with _autocast(dev, precision):
+            stream(model, x, side)
+        cache[(dev, precision)] = (torch.cuda.max_memory_allocated(dev) - base) / side**2
+    return cache[(dev, precision)]
+
+
+def _buffer_bytes(model: GLSGN | FullResNet, h: int, w: int) -> int:
+    """float32 image-sized buffers `stream` keeps: input, output, B_1..B_n, the cues between
+    pathways and the largest pathway input."""
+    planes = 6  # input and output
+    if isinstance(model, GLSGN):
+        fs = model.factors
+        planes += sum(3 / f**2 for f in fs)  # B_1..B_n
+        planes += sum((3 + model.cfg.cue_channels) / f**2 for f in fs[1:])  # I_k and cues
+    return int(4 * h * w * planes)
+
+
+def choose_patch(
+    model: GLSGN | FullResNet,
+    shape: tuple[int, int],
+    dev: torch.device,
+    precision: str,
+    patch_size: int | str,
+    max_memory: int | None,
+) -> tuple[int, bool]:
+    """-> (patch side, whether the image-sized buffers live on the device).
+
+    On CUDA the budget is the free memory (or `max_memory` when smaller); "auto" takes the
+    largest patch whose measured cost fits, the whole image when it does. On the CPU "auto"
+    is the model's `patch_size` and the buffers are host memory anyway.
+    """
+    cfg = model.cfg
+    if dev.type != "cuda":
+        if max_memory is not None:
+            raise ValueError("max_memory: a device memory cap, for cuda only (on the CPU, "
+                             "choose patch_size)")  # fmt: skip
+        return (cfg.patch_size if patch_size == "auto" else patch_size), True
+    h, w = shape
+    free, _ = torch.cuda.mem_get_info(dev)
+    budget = min(0.9 * free, max_memory or math.inf)
+    bpp = _MARGIN * _bytes_per_pixel(model, dev, precision)
+    halo = patch_sides(model, cfg.align)["halos"][0]
+    floor = h * w / model.global_factor**2 if isinstance(model, GLSGN) else 0
+
+    def cost(p: int) -> float:
+        return bpp * max(min(p + 2 * halo, h) * min(p + 2 * halo, w), floor)
+
+    buffers = _buffer_bytes(model, h, w)
+    candidates = [patch_size] if patch_size != "auto" else range(
+        _round_up(max(h, w), cfg.align), 2 * cfg.align - 1, -cfg.align)  # fmt: skip
+    for on_device in (True, False):
+        for p in candidates:
+            if cost(p) + buffers * on_device <= budget:
+                return p, on_device
+    need = cost(candidates[-1])
+    raise ValueError(
+        f"max_memory: restoring {w}x{h} needs about {need / 2**20:.0f} MB of device memory at "
+        f"patch {candidates[-1]} (budget {budget / 2**20:.0f} MB); allow more memory or use the CPU"
+    )
+
+
+def _autocast(dev: torch.device, precision: str):
+    if _AMP[precision] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(dev.type, dtype=_AMP[precision])
 
 
 @torch.no_grad()
@@ -85,15 +181,18 @@ def restore(
     *,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
-    patch_size: int | None = None,
+    patch_size: int | str | None = None,
+    max_memory: int | str | None = None,
     halo: int | None = None,
     progress: bool = True,
 ) -> Tensor:
-    """Restore one image of any size: (3, H, W) or (1, 3, H, W) in [0, 1] -> (3, H, W) float32.
+    """Restore one image of any size: (3, H, W) or (1, 3, H, W) in [0, 1] -> (3, H, W) float32
+    on the CPU.
 
-    `patch_size` and `halo` default to the model config's (halo: the receptive radius).
-    `patch_size` changes memory and speed, never the result; a `halo` below the receptive
-    radius makes seams. `precision` 'bf16' / 'fp16' autocast on cuda.
+    `patch_size` (default: the model config's) changes memory and speed, never the result;
+    "auto" picks it from the device's free memory, capped by `max_memory` (bytes or "2GB"; cuda
+    only). `halo` defaults to the receptive radius; below it, seams appear. `precision` 'bf16'
+    / 'fp16' autocast on cuda.
     """
     if precision not in _AMP:
         raise ValueError(f"precision: expected one of {', '.join(_AMP)}, got {precision!r}")
@@ -104,144 +203,38 @@ def restore(
         raise TypeError(f"model: expected GLSGN or FullResNet, got {type(model).__name__}")
     cfg = model.cfg
     patch = patch_size if patch_size is not None else cfg.patch_size
-    if not isinstance(patch, int) or patch < 2 * cfg.align or patch % cfg.align:
-        raise ValueError(
-            f"patch_size: expected a multiple of {cfg.align} >= {2 * cfg.align}, got {patch!r}"
-        )
+    if patch != "auto" and (
+        not isinstance(patch, int) or patch < 2 * cfg.align or patch % cfg.align
+    ):
+        raise ValueError(f"patch_size: expected auto or a multiple of {cfg.align} >= "
+                         f"{2 * cfg.align}, got {patch!r}")  # fmt: skip
     if halo is not None and (not isinstance(halo, int) or halo < 0):
         raise ValueError(f"halo: expected an int >= 0, got {halo!r}")
-    halo = halo if halo is not None else cfg.halo
+    cap = parse_memory(max_memory)
 
     x = _as_image(image)
+    h, w = x.shape[-2:]
     was_training = model.training
     model.eval().to(dev)
-    amp = (
-        torch.autocast(dev.type, dtype=_AMP[precision])
-        if _AMP[precision] is not None
-        else contextlib.nullcontext()
-    )
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
     try:
-        with amp:
-            xp, (h, w) = pad_to_multiple(x, model.pad_multiple)
-            if isinstance(model, FullResNet):
-                out = _stream_fullres(model, xp, patch, halo, dev, progress)
-            else:
-                out = _stream_glsgn(model, xp, patch, halo, dev, progress)
+        m = model.pad_multiple
+        hp, wp = _round_up(h, m), _round_up(w, m)
+        patch, on_device = choose_patch(model, (hp, wp), dev, precision, patch, cap)
+        if on_device and x.device != dev:  # one upload, from pinned memory
+            x = x.contiguous()
+            x = (x.pin_memory() if dev.type == "cuda" else x).to(dev, non_blocking=True)
+        elif not on_device:
+            x = x.cpu()
+        xp, _ = pad_to_multiple(_finite(x), m)
+        with _autocast(dev, precision):
+            out = stream(model, xp, patch, halo, progress)[0, :, :h, :w]
     finally:
         model.train(was_training)
-    return out[0, :, :h, :w]
-
-
-def _level(progress: bool) -> int:
-    """Log the plan where a progress bar follows; quiet callers (validation) log it at debug."""
-    return logging.INFO if progress else logging.DEBUG
-
-
-def _halo(radius: int, override: int | None, align: int) -> int:
-    return _round_up(radius if override is None else override, align)
-
-
-def _count(grid: Region, patch: int) -> int:
-    return math.ceil(grid.size[0] / patch) * math.ceil(grid.size[1] / patch)
-
-
-def _put(buf: Tensor, region: Region, value: Tensor) -> None:
-    y0, y1, x0, x1 = region.box
-    buf[..., y0:y1, x0:x1] = value.to(buf.device, buf.dtype)
-
-
-def _stream_fullres(
-    model: FullResNet, xp: Tensor, patch: int, halo: int | None, dev: torch.device, progress: bool
-) -> Tensor:
-    grid = Region.whole(*xp.shape[-2:])
-    hl = _halo(model.radius(), halo, model.cfg.align)
-    log.log(_level(progress), "restore fullres on %s: padded to %dx%d, patch %d, halo %d", dev,
-            grid.size[1], grid.size[0], patch, hl)  # fmt: skip
-    out = torch.empty_like(xp)
-    for tile in tqdm(list(tiles(grid, patch)), desc="restore", unit="patch", disable=not progress):
-        ext = tile.expand(hl)
-        _put(out, tile, ext.crop(model.net(grid.crop(xp, ext).to(dev)), tile))
-    return out
-
-
-def _stream_glsgn(
-    model: GLSGN, xp: Tensor, patch: int, halo: int | None, dev: torch.device, progress: bool
-) -> Tensor:
-    """Global pathway and reference passes whole; local pathways 1..n and fusion patch by patch."""
-    cfg, factors, bf = model.cfg, model.factors, model.bottleneck_factor
-    full = Region.whole(*xp.shape[-2:])
-    g_view = downscale(xp, model.global_factor).to(dev)
-    g = model.global_step(g_view)
-    if g is not None:  # the resampling below stays in float32, whatever the autocast
-        g.b, g.attention = g.b.float(), g.attention.float()
-        g.cue = g.cue.float() if g.cue is not None else None
-    g_region = model.global_region(full)
-    stats = model.reference_step(g_view, g, g_region) if factors else []
-    fusion_patch = _round_up(2 * patch, 2 * max(factors, default=1))
-    grids = [full.coarser(f) for f in factors]
-    log.log(_level(progress),
-            "restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view %dx%d",
-             cfg.variant, dev, full.size[1], full.size[0], factors, patch, g_region.size[1],
-             g_region.size[0])  # fmt: skip
-    # The cue for pathway k + 1 averages `ratio` pixels per side: pathway k's patches are
-    # multiples of it, and its halo reaches `ratio` further so those pixels are exact too.
-    ratios = [b // a for a, b in itertools.pairwise(factors)] + [1] * bool(factors)
-    patches = [_round_up(patch, max(cfg.align, r)) for r in ratios]
-    total = sum(_count(r, p) for r, p in zip(grids, patches, strict=True))
-    total += _count(full, fusion_patch)
-    bar = tqdm(total=total, desc="restore", unit="patch", disable=not progress)
-
-    if not factors:  # global_only: pointwise, no halo needed
-        out = torch.empty_like(xp)
-        for tile in tiles(full, fusion_patch):
-            _put(out, tile, model.global_only_output(full.crop(xp, tile).to(dev), tile, g, g_view))
-            bar.update()
-        bar.close()
-        return out
-
-    b_bufs: list[Tensor] = []  # B_1..B_n, whole, on the CPU
-    prev_cue: Tensor | None = None  # F_{k-1}'s cue, already on grid k, whole
-    prev_att: tuple[Tensor | None, Region] | None = None  # A_{k-1} on E_{k-1}'s grid, whole
-    for k, grid in enumerate(grids):
-        nxt = grids[k + 1] if k + 1 < len(grids) else None
-        ratio = ratios[k]
-        hl = _halo(model.local_radius(k) + ratio, halo, max(cfg.align, ratio))
-        x_k = downscale(xp, factors[k])
-        b_buf = torch.empty(1, 3, *grid.size)
-        cue_buf = torch.empty(1, cfg.cue_channels, *nxt.size) if nxt is not None else None
-        e_grid = grid.coarser(bf)
-        att_buf = torch.empty(1, 1, *e_grid.size, device=dev) if cfg.pac else None
-        for tile in tiles(grid, patches[k]):
-            ext = tile.expand(hl)
-            prev = ((grid.crop(prev_cue, ext).to(dev), ext), prev_att) if k else None
-            o = model.local_step(k, grid.crop(x_k, ext).to(dev), ext, g, g_region, prev, stats[k])
-            _put(b_buf, tile, ext.crop(o.b, tile))
-            if cue_buf is not None:  # F_k's cue for pathway k + 1, on its grid
-                dst = Region(nxt.size, tuple(v // ratio for v in tile.box))
-                _put(cue_buf, dst, resample(o.cue.float(), ext, dst))
-            if att_buf is not None:
-                e_tile = tile.coarser(bf)
-                _put(att_buf, e_tile, ext.coarser(bf).crop(o.attention, e_tile))
-            bar.update()
-        b_bufs.append(b_buf)
-        prev_cue, prev_att = cue_buf, (att_buf, e_grid)
-        del x_k  # full-resolution buffers live only while needed
-
-    if model.fusion is None:  # no_pyramid: B_1 is the output
-        bar.update(_count(full, fusion_patch))
-        bar.close()
-        return b_bufs[0]
-
-    hf = _round_up(model.fusion_radius(), 2 * factors[-1])
-    bg = (g.b, g_region) if g is not None else None
-    out = torch.empty_like(xp)
-    for tile in tiles(full, fusion_patch):
-        ext = tile.expand(hf)
-        bs = []
-        for f, buf in zip(factors, b_bufs, strict=True):
-            r = ext.coarser(f)
-            bs.append((Region.whole(*buf.shape[-2:]).crop(buf, r).to(dev), r))
-        _put(out, tile, ext.crop(model.fusion(bs, bg).b, tile))
-        bar.update()
-    bar.close()
+    if out.is_cuda:  # one download, into pinned memory
+        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        torch.cuda.current_stream(out.device).synchronize()
+        return host
     return out

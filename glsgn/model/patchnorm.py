@@ -33,7 +33,11 @@ class PatchNorm(nn.Module):
         return mean, var
 
     def forward(self, x: Tensor, stats: NormStats | None) -> Tensor:
-        if stats is not None:
-            mean, var = stats
-            x = (x - mean.to(x.dtype)) * torch.rsqrt(var + self.eps).to(x.dtype)
-        return x * self.weight + self.bias
+        if stats is None:
+            return x * self.weight + self.bias
+        # (x - mean) / std * weight + bias as one multiply-add over the image-sized map:
+        # the per-channel scale and shift are folded first, on (N, C, 1, 1) tensors.
+        mean, var = stats
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))

@@ -8,6 +8,7 @@ whole image would give it, which is what makes patch-streamed inference equal wh
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -70,19 +71,24 @@ class Region:
         return t[..., sy, sx]
 
 
-def _axis(
-    n_src: int, n_dst: int, d0: int, d1: int, s0: int, s1: int, device: torch.device
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Bilinear taps along one axis, half-pixel centres (align_corners=False), edges clamped."""
-    y = torch.arange(d0, d1, dtype=torch.float64)
+@functools.lru_cache(maxsize=1024)
+def _taps(
+    n_src: int, n_dst: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bilinear taps along one whole axis, half-pixel centres (align_corners=False), edges
+    clamped: (i0, i1, 1 - w, w). Built once per geometry and kept on the device, so a patch
+    takes a slice of them instead of building and uploading index tensors every call."""
+    with torch.inference_mode(False):  # cached: must serve autograd too
+        return _build_taps(n_src, n_dst, device, dtype)
+
+
+def _build_taps(n_src, n_dst, device, dtype):
+    y = torch.arange(n_dst, dtype=torch.float64)
     s = ((y + 0.5) * (n_src / n_dst) - 0.5).clamp(0, n_src - 1)
     i0 = s.floor()
-    w = s - i0
+    w = (s - i0).to(dtype)
     i1 = (i0 + 1).clamp(max=n_src - 1)
-    # Indices outside the source tensor only occur in a halo, whose values are discarded.
-    i0 = (i0.long() - s0).clamp(0, s1 - s0 - 1)
-    i1 = (i1.long() - s0).clamp(0, s1 - s0 - 1)
-    return i0.to(device), i1.to(device), w.to(device)
+    return i0.long().to(device), i1.long().to(device), (1 - w).to(device), w.to(device)
 
 
 def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
@@ -100,11 +106,14 @@ def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
         )
     ):
         dim = out.dim() - 2 + axis
-        i0, i1, w = _axis(n_s, n_d, d0, d1, s0, s1, out.device)
+        i0, i1, w0, w1 = (v[d0:d1] for v in _taps(n_s, n_d, out.device, out.dtype))
+        if s0 or s1 != n_s:
+            # Indices outside the source tensor only occur in a halo, whose values are discarded.
+            i0, i1 = ((i - s0).clamp_(0, s1 - s0 - 1) for i in (i0, i1))
         shape = [1] * out.dim()
         shape[dim] = -1
-        w = w.to(out.dtype).view(shape)
-        out = out.index_select(dim, i0) * (1 - w) + out.index_select(dim, i1) * w
+        w0, w1 = w0.view(shape), w1.view(shape)
+        out = out.index_select(dim, i0) * w0 + out.index_select(dim, i1) * w1
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -13,13 +14,14 @@ from PIL import Image
 from skimage.measure import label, regionprops
 
 from glsgn.config import DataConfig, HazeConfig, Params, RainConfig, ReflectionConfig
-from glsgn.data import synthesis
+from glsgn.data import arrays, synthesis
 from glsgn.data.datasets import PairedImages, TrainCrops
+from glsgn.data.io import read_image, write_image
 from glsgn.data.paired import PairedFolderError, check_pairs, find_pairs
 from glsgn.data.prepare import prepare, synthesize_sample
 from glsgn.data.scenes import dead_leaves
 from glsgn.model import build_model
-from glsgn.model.resample import Region
+from glsgn.model.resample import Region, downscale, pad_to_multiple
 
 from .conftest import TINY, build
 
@@ -342,3 +344,145 @@ def test_paired_images_gives_whole_images(tmp_path):
     assert len(ds) == 3 and ds[2]["name"] == "s2" and ds[2]["input"].shape == (3, 72, 104)
     with pytest.raises(ValueError, match="multiple of 16"):
         TrainCrops(tmp_path, crop=40, multiple=16, global_scale=4)
+
+
+# --- the decoded-array cache -----------------------------------------------------------------
+
+
+def _reference_item(root, crop, multiple, global_scale, seed, augment, key) -> dict:
+    """TrainCrops.__getitem__ as it was before the cache (decode, flip, pad and pool the whole
+    images, then crop), kept as the reference that every item must equal bit for bit."""
+    i, epoch, batch = key
+    rng = np.random.default_rng([seed, epoch, i])
+    item = PairedImages(root)[i]
+    x, y = item["input"], item["target"]
+    if augment:
+        for dim in (-1, -2):
+            if rng.random() < 0.5:
+                x, y = x.flip(dim), y.flip(dim)
+    x, _ = pad_to_multiple(x[None], multiple)
+    y, _ = pad_to_multiple(y[None], multiple)
+    h, w = x.shape[-2:]
+    ch, cw = (h, w) if crop is None else (min(crop, h), min(crop, w))
+    pos = np.random.default_rng([seed, batch, 1])
+    y0 = int(pos.integers(0, (h - ch) // multiple + 1)) * multiple
+    x0 = int(pos.integers(0, (w - cw) // multiple + 1)) * multiple
+    return {
+        "name": item["name"],
+        "input": x[0, :, y0 : y0 + ch, x0 : x0 + cw],
+        "target": y[0, :, y0 : y0 + ch, x0 : x0 + cw],
+        "input_global": downscale(x, global_scale)[0],
+        "target_global": downscale(y, global_scale)[0],
+        "box": torch.tensor([y0, y0 + ch, x0, x0 + cw]),
+        "size": torch.tensor([h, w]),
+    }
+
+
+def _mixed_split(root):
+    """Pairs whose sides are no multiple of 16 (so padding happens): 8-bit and 16-bit RGB,
+    8-bit and 16-bit grayscale, of two sizes."""
+    kinds = [("rgb8", 8, False, (37, 53)), ("rgb16", 16, False, (37, 53)),
+             ("gray8", 8, True, (37, 53)), ("gray16", 16, True, (50, 30))]  # fmt: skip
+    for n, (name, bits, gray, hw) in enumerate(kinds):
+        for side, seed in (("input", n), ("target", 10 + n)):
+            path = root / side / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_image(path, _photo(*hw, seed=seed), bit_depth=bits, grayscale=gray)
+    got = [(read_image(root / "input" / f"{k[0]}.png").bit_depth,
+            read_image(root / "input" / f"{k[0]}.png").grayscale) for k in kinds]  # fmt: skip
+    assert got == [(k[1], k[2]) for k in kinds]
+    return root
+
+
+def _keys(n: int) -> list[tuple[int, int, int]]:
+    return [(i, e, b) for i in range(n) for e in range(4) for b in (0, 1, 7)]
+
+
+def _assert_items_equal(item: dict, ref: dict) -> None:
+    assert item["name"] == ref["name"]
+    for k in ("input", "target", "input_global", "target_global"):
+        a, b = item[k], ref[k]
+        assert a.dtype == b.dtype == torch.float32 and a.shape == b.shape, k
+        assert torch.equal(a, b), k
+    assert torch.equal(item["box"], ref["box"]) and torch.equal(item["size"], ref["size"])
+
+
+@pytest.mark.parametrize("crop", [None, 16, 64])  # 64 is larger than the 37 x 53 images
+@pytest.mark.parametrize("cached", [False, True])
+def test_train_crops_equal_the_reference_bit_for_bit(tmp_path, crop, cached):
+    root = _mixed_split(tmp_path / "split")
+    seed, m, s = 5, 16, 4
+    flips = set()
+    for i, e, _ in _keys(4):
+        rng = np.random.default_rng([seed, e, i])
+        flips.add((rng.random() < 0.5, rng.random() < 0.5))
+    assert len(flips) == 4  # every flip state is covered
+    cache = tmp_path / "cache" if cached else None
+    ds = TrainCrops(root, crop, m, s, seed=seed, cache=cache, progress=False)
+    for key in _keys(len(ds)):
+        _assert_items_equal(ds[key], _reference_item(root, crop, m, s, seed, True, key))
+    plain = TrainCrops(root, crop, 8, 2, seed=seed, augment=False, cache=cache, progress=False)
+    for key in _keys(len(plain))[::5]:
+        _assert_items_equal(plain[key], _reference_item(root, crop, 8, 2, seed, False, key))
+
+
+def _count_decodes(monkeypatch) -> list:
+    calls = []
+
+    def counting(path):
+        calls.append(path)
+        return read_image(path)
+
+    monkeypatch.setattr(arrays, "read_image", counting)
+    return calls
+
+
+def _forbid(monkeypatch, *names) -> None:
+    def fail(*a, **k):
+        raise AssertionError("the cache should have been reused")
+
+    for name in names:
+        monkeypatch.setattr(arrays, name, fail)
+
+
+def test_train_crops_cache_is_reused(tmp_path, monkeypatch, caplog):
+    root, cache = _mixed_split(tmp_path / "split"), tmp_path / "cache"
+    calls = _count_decodes(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="glsgn.data.arrays"):
+        TrainCrops(root, 16, 16, 4, cache=cache, progress=False)
+    assert len(calls) == 8 and "4 pair(s) decoded, 0 reused" in caplog.text
+    assert str(cache / "v1") in caplog.text
+    _forbid(monkeypatch, "read_image", "_file_hash")  # neither decoded nor hashed again
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="glsgn.data.arrays"):
+        ds = TrainCrops(root, 16, 16, 4, seed=2, cache=cache, progress=False)
+    assert "0 pair(s) decoded, 4 reused" in caplog.text
+    for key in _keys(len(ds))[::3]:
+        _assert_items_equal(ds[key], _reference_item(root, 16, 16, 4, 2, True, key))
+    # A new (multiple, global_scale) adds its global views from the cached pixels, no decode.
+    ds = TrainCrops(root, None, 8, 2, seed=2, cache=cache, progress=False)
+    _assert_items_equal(ds[1, 0, 0], _reference_item(root, None, 8, 2, 2, True, (1, 0, 0)))
+
+
+def test_train_crops_cache_rebuilds_changed_and_damaged_entries(tmp_path, monkeypatch):
+    root, cache = _mixed_split(tmp_path / "split"), tmp_path / "cache"
+    TrainCrops(root, 16, 16, 4, cache=cache, progress=False)
+    calls = _count_decodes(monkeypatch)
+
+    write_image(root / "input" / "rgb16.png", _photo(37, 53, seed=99), bit_depth=16)
+    ds = TrainCrops(root, 16, 16, 4, cache=cache, progress=False)
+    assert [p.name for p in calls] == ["rgb16.png"]
+    for key in _keys(len(ds))[::3]:
+        _assert_items_equal(ds[key], _reference_item(root, 16, 16, 4, 0, True, key))
+
+    pixels = sorted((cache / "v1" / "pixels").iterdir())
+    views = sorted((cache / "v1" / "global-m16-s4").iterdir())
+    for f in (pixels[0], views[1]):  # truncated, as by a full disk
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    (cache / "v1" / "index.json").write_text("{not json")  # only costs re-hashing
+    calls.clear()
+    ds = TrainCrops(root, 16, 16, 4, cache=cache, progress=False)
+    assert len(calls) == 1  # the pixels; the global views come back from cached pixels
+    for key in _keys(len(ds))[::3]:
+        _assert_items_equal(ds[key], _reference_item(root, 16, 16, 4, 0, True, key))
+    assert not list(cache.rglob("*.tmp"))

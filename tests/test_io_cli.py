@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import struct
 import subprocess
 import sys
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 import tifffile
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from glsgn.checkpoint import save_checkpoint
 from glsgn.cli import main
@@ -60,10 +62,48 @@ def random_ckpt(tmp_path_factory):
     return path
 
 
-def _exif(orientation: int) -> bytes:
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+CAMERA = {0x010F: "GLSGN Optics", 0x0110: "Test Body 1", 0x0132: "2024:05:06 07:08:09"}
+SHOT = {0x9003: "2024:05:06 07:08:09", 0x8827: 400}  # DateTimeOriginal, ISO: in the Exif IFD
+
+
+def _exif(orientation: int, *, camera: bool = False) -> bytes:
+    """EXIF with `orientation`; with `camera`, also Make/Model/DateTime and an Exif IFD."""
     exif = Image.Exif()
     exif[0x0112] = orientation
+    if camera:
+        exif.update(CAMERA)
+        exif[0x8769] = dict(SHOT)
     return exif.tobytes()
+
+
+def _icc_as(space: bytes) -> bytes:
+    """The sRGB profile, its header saying colour space `space` (all that read_image checks)."""
+    return ICC[:16] + space + ICC[20:]
+
+
+def _png_with_chunks(data: bytes, *chunks: tuple[bytes, bytes]) -> bytes:
+    """PNG `data` with (type, payload) chunks inserted right after its IHDR."""
+    ihdr_end = 8 + 8 + 13 + 4
+    raw = b"".join(
+        struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks
+    )
+    return data[:ihdr_end] + raw + data[ihdr_end:]
+
+
+def _file_metadata(path) -> tuple[bytes | None, dict, dict]:
+    """(ICC, IFD0 tags, Exif IFD tags) of a file as other readers see them, keyed by tag code:
+    tifffile for TIFF (it checks write_image's own TIFF assembly), Pillow for the rest."""
+    if path.suffix == ".tif":
+        with tifffile.TiffFile(path) as tf:
+            tags = tf.pages.first.tags
+            icc = tags[34675].value if 34675 in tags else None
+            ifd0 = {t.code: t.value for t in tags.values()}
+            sub = ifd0.pop(34665, {})
+            return icc, ifd0, {tifffile.TIFF.EXIF_TAGS[k]: v for k, v in sub.items()}
+    with Image.open(path) as im:
+        exif = im.getexif()
+        return im.info.get("icc_profile"), dict(exif), dict(exif.get_ifd(0x8769))
 
 
 # name -> (writer(path), expected pixels as read back upright, bit depth, gray, alpha)
@@ -358,3 +398,150 @@ def test_python_dash_m_entry_point(tmp_path, identity_ckpt):
     assert r.returncode == 0, r.stderr
     assert "restored 1 of 1" in r.stderr and "device cpu" in r.stderr
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "a.tif").rgb, read_image(src).rgb)
+
+
+# --- ICC profile and EXIF ------------------------------------------------------------------
+
+
+def _png16_with_metadata(p, raw, exif):
+    assert cv2.imwrite(str(p), np.ascontiguousarray(raw[..., ::-1]))
+    iccp = b"ICC Profile\x00\x00" + zlib.compress(ICC)
+    p.write_bytes(_png_with_chunks(p.read_bytes(), (b"iCCP", iccp), (b"eXIf", exif[6:])))
+
+
+def _tif16_with_metadata(p, raw, exif):
+    # tifffile writes no Exif IFD: the camera tags of IFD0 and the orientation only
+    ifd0 = [(c, "s", 0, v, False) for c, v in CAMERA.items()]
+    extratags = [(34675, 7, None, ICC, True), (274, "H", 1, 6, False), *ifd0]
+    tifffile.imwrite(p, raw, photometric="rgb", extratags=extratags)
+
+
+def _pillow_with_metadata(**kw):
+    return lambda p, raw, exif: Image.fromarray(raw).save(p, exif=exif, icc_profile=ICC, **kw)
+
+
+# name -> (writer(path, raw, exif) of an input with ICC and EXIF (orientation 6), bit depth)
+METADATA_CASES = {
+    "photo.jpg": (_pillow_with_metadata(quality=100, subsampling=0), 8),
+    "photo.png": (_pillow_with_metadata(), 8),
+    "photo16.png": (_png16_with_metadata, 16),
+    "photo.tif": (_pillow_with_metadata(), 8),
+    "photo16.tif": (_tif16_with_metadata, 16),
+    "photo.webp": (_pillow_with_metadata(lossless=True), 8),
+}
+
+
+@pytest.mark.parametrize("name", METADATA_CASES)
+def test_cli_restore_keeps_icc_and_exif_with_orientation_reset(tmp_path, identity_ckpt, name):
+    writer, bits = METADATA_CASES[name]
+    raw = _u16(H, W, 3) if bits == 16 else _u8(H, W, 3)
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    writer(src, raw, _exif(6, camera=True))
+    icc, ifd0, _ = _file_metadata(src)
+    assert icc == ICC and ifd0[0x0112] == 6  # the input is what the test means it to be
+    assert _cli([src], tmp_path / "out", identity_ckpt) == 0
+    out = tmp_path / "out" / name
+
+    icc, ifd0, sub = _file_metadata(out)
+    assert icc == ICC
+    assert {t: ifd0.get(t) for t in CAMERA} == CAMERA
+    assert ifd0.get(0x0112, 1) == 1  # the pixels are upright: nothing left to rotate
+    if name != "photo16.tif":  # the input has an Exif IFD: it is kept too
+        assert {t: sub.get(t) for t in SHOT} == SHOT
+
+    img = read_image(out)
+    assert img.rgb.shape == (W, H, 3) and img.bit_depth == bits  # rotated once, not twice
+    upright = np.rot90(raw, -1)  # orientation 6: 90 degrees clockwise
+    if name.endswith(".jpg"):
+        assert np.abs(img.rgb - upright / 255.0).mean() < 0.02  # JPEG re-encode
+    else:
+        np.testing.assert_array_equal(np.round(img.rgb * (2**bits - 1)), upright)
+
+
+# (suffix, bit depth, grayscale, alpha)
+ROUND_TRIPS = [
+    (".jpg", 8, False, False),
+    (".jpg", 8, True, False),
+    (".png", 8, False, True),
+    (".png", 8, True, True),
+    (".png", 16, False, False),
+    (".png", 16, True, False),
+    (".tif", 8, False, False),
+    (".tif", 16, False, True),
+    (".tif", 16, True, False),
+    (".webp", 8, False, True),
+]
+
+
+@pytest.mark.parametrize(("suffix", "bits", "gray", "alpha"), ROUND_TRIPS)
+def test_write_then_read_keeps_metadata(tmp_path, suffix, bits, gray, alpha):
+    rgb = _u8(H, W, 3) / 255.0
+    a = _u8(H, W) / 255.0 if alpha else None
+    icc = _icc_as(b"GRAY") if gray else ICC
+    path = tmp_path / f"a{suffix}"
+    write_image(
+        path, rgb, alpha=a, bit_depth=bits, grayscale=gray, icc=icc, exif=_exif(1, camera=True)
+    )
+    img = read_image(path)
+    assert (img.bit_depth, img.grayscale, img.alpha is not None) == (bits, gray, alpha)
+    assert img.icc == icc and img.exif.startswith(b"Exif\x00\x00")
+    exif = Image.Exif()
+    exif.load(img.exif)
+    assert {t: exif.get(t) for t in CAMERA} == CAMERA and exif.get(0x0112, 1) == 1
+    assert exif.get_ifd(0x8769) == SHOT
+    assert _file_metadata(path)[0] == icc
+
+    again = tmp_path / f"again{suffix}"  # what was read writes back alike
+    write_image(again, img.rgb, alpha=img.alpha, bit_depth=bits, grayscale=gray, icc=img.icc,
+                exif=img.exif)  # fmt: skip
+    back = read_image(again)
+    assert (back.icc, back.exif) == (img.icc, img.exif)
+    if suffix != ".jpg":  # lossy
+        np.testing.assert_array_equal(back.rgb, img.rgb)
+
+
+@pytest.mark.parametrize(("suffix", "bits"), [(".jpg", 8), (".png", 8), (".png", 16), (".tif", 8),
+                                              (".tif", 16), (".webp", 8)])  # fmt: skip
+def test_images_without_metadata_get_none(tmp_path, identity_ckpt, suffix, bits):
+    src = tmp_path / f"plain{suffix}"
+    write_image(src, _u8(H, W, 3) / 255.0, bit_depth=bits)
+    img = read_image(src)
+    assert img.icc is None
+    if suffix != ".tif":  # tifffile always writes a resolution, which a TIFF's EXIF holds
+        assert img.exif is None
+    assert _cli([src], tmp_path / "out", identity_ckpt) == 0
+    icc, ifd0, sub = _file_metadata(tmp_path / "out" / src.name)
+    assert icc is None and sub == {}
+    assert not set(ifd0) & {*CAMERA, 0x0112}
+    if suffix == ".png":
+        assert b"iCCP" not in (tmp_path / "out" / src.name).read_bytes()
+        assert b"eXIf" not in (tmp_path / "out" / src.name).read_bytes()
+
+
+def test_profiles_of_another_colour_space_are_dropped_exif_kept(tmp_path):
+    cmyk = _u8(H, W, 4)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.jpg", icc_profile=_icc_as(b"CMYK"),
+                                       exif=_exif(1, camera=True))  # fmt: skip
+    img = read_image(tmp_path / "cmyk.jpg")  # converted naively to RGB: the profile would lie
+    assert img.icc is None and img.exif is not None
+    Image.fromarray(_u8(H, W)).save(tmp_path / "gray.png", icc_profile=ICC)  # RGB on gray
+    assert read_image(tmp_path / "gray.png").icc is None
+    # 16-bit gray with alpha is written as RGBA (as before), where no gray profile may go
+    gray = np.repeat(_u8(H, W, 1) / 255.0, 3, axis=2)
+    write_image(tmp_path / "ga16.png", gray, alpha=_u8(H, W) / 255.0, bit_depth=16,
+                grayscale=True, icc=_icc_as(b"GRAY"))  # fmt: skip
+    assert b"iCCP" not in (tmp_path / "ga16.png").read_bytes()
+
+
+def test_exif_never_overrides_the_tiff_layout(tmp_path):
+    exif = Image.Exif()
+    exif.update({256: 5, 257: 7, 259: 5, 262: 0, 0x010F: "GLSGN Optics"})  # width, height, ...
+    rgb16 = _u16(H, W, 3)
+    write_image(tmp_path / "a.tif", rgb16 / 65535.0, bit_depth=16, exif=exif.tobytes())
+    with tifffile.TiffFile(tmp_path / "a.tif") as tf:
+        page = tf.pages.first
+        assert page.shape == (H, W, 3) and page.tags[271].value == "GLSGN Optics"
+        np.testing.assert_array_equal(page.asarray(), rgb16)
+    with Image.open(tmp_path / "a.tif") as im:  # a second reader of the rewritten IFD0
+        assert im.size == (W, H) and im.getexif()[0x010F] == "GLSGN Optics"

@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..model.resample import downscale, pad_to_multiple
+from .arrays import (
+    DecodedPair,
+    PairSource,
+    as_float,
+    flip_index,
+    open_cache,
+    read_crop,
+    source_index,
+)
 from .io import read_image
 from .paired import Pair, find_pairs
 
@@ -50,6 +58,10 @@ class TrainCrops(Dataset):
     whole (padded) images scaled down by `global_scale`; ``box`` (y0, y1, x0, x1) of the crop
     and ``size`` (H, W) of the padded image, in full-resolution pixels. Crops and image sizes
     are multiples of `multiple` (the model's `pad_multiple`), so every pathway's grid aligns.
+
+    With `cache` a folder, each pair is decoded once, here, into arrays there (see
+    `glsgn.data.arrays`), and a sample reads only its crop's rows: UHR training is then not
+    bound by PNG decoding. Items are bit-identical with and without the cache.
     """
 
     def __init__(
@@ -60,10 +72,17 @@ class TrainCrops(Dataset):
         global_scale: int,
         seed: int = 0,
         augment: bool = True,
+        cache: str | Path | None = None,
+        progress: bool = True,
     ) -> None:
         if crop is not None and (crop < multiple or crop % multiple):
             raise ValueError(f"crop: expected null or a multiple of {multiple}, got {crop}")
-        self.images = PairedImages(root)
+        pairs = find_pairs("input", "target", base=Path(root))
+        self.sources: list[PairSource] = (
+            [DecodedPair(p, multiple, global_scale) for p in pairs]
+            if cache is None
+            else open_cache(pairs, cache, multiple, global_scale, progress)
+        )
         self.crop, self.multiple, self.global_scale = crop, multiple, global_scale
         self.seed, self.augment, self.epoch = seed, augment, 0
 
@@ -71,32 +90,34 @@ class TrainCrops(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.sources)
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> dict:
         """`key`: an index, or (index, epoch, batch) from the training sampler; the crop
-        position is drawn per batch, so that all crops of a batch share one region."""
+        position is drawn per batch, so that all crops of a batch share one region.
+
+        The box is drawn in the flipped, padded image's coordinates; only its pixels are read
+        (padding replicates, so indices clip; a flip mirrors them), then flipped."""
         i, epoch, batch = key if isinstance(key, tuple) else (key, self.epoch, key)
         rng = np.random.default_rng([self.seed, epoch, i])
-        item = self.images[i]
-        x, y = item["input"], item["target"]
-        if self.augment:
-            for dim in (-1, -2):
-                if rng.random() < 0.5:
-                    x, y = x.flip(dim), y.flip(dim)
-        x, _ = pad_to_multiple(x[None], self.multiple)
-        y, _ = pad_to_multiple(y[None], self.multiple)
-        h, w = x.shape[-2:]
+        flip_w = self.augment and rng.random() < 0.5
+        flip_h = self.augment and rng.random() < 0.5
+        src = self.sources[i]
+        a = src.arrays(flip_index(flip_w, flip_h))
+        m = self.multiple
+        sh, sw = a.input.shape[:2]
+        h, w = -(-sh // m) * m, -(-sw // m) * m
         ch, cw = (h, w) if self.crop is None else (min(self.crop, h), min(self.crop, w))
         pos = np.random.default_rng([self.seed, batch, 1])  # one position per batch
-        y0 = int(pos.integers(0, (h - ch) // self.multiple + 1)) * self.multiple
-        x0 = int(pos.integers(0, (w - cw) // self.multiple + 1)) * self.multiple
+        y0 = int(pos.integers(0, (h - ch) // m + 1)) * m
+        x0 = int(pos.integers(0, (w - cw) // m + 1)) * m
+        rows, cols = source_index(y0, ch, sh, flip_h), source_index(x0, cw, sw, flip_w)
         return {
-            "name": item["name"],
-            "input": x[0, :, y0 : y0 + ch, x0 : x0 + cw],
-            "target": y[0, :, y0 : y0 + ch, x0 : x0 + cw],
-            "input_global": downscale(x, self.global_scale)[0],
-            "target_global": downscale(y, self.global_scale)[0],
+            "name": src.name,
+            "input": _tensor(as_float(read_crop(a.input, rows, cols))),
+            "target": _tensor(as_float(read_crop(a.target, rows, cols))),
+            "input_global": torch.from_numpy(a.input_global),
+            "target_global": torch.from_numpy(a.target_global),
             "box": torch.tensor([y0, y0 + ch, x0, x0 + cw]),
             "size": torch.tensor([h, w]),
         }

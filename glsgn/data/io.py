@@ -3,12 +3,19 @@ palette and CMYK, with EXIF orientation applied; writes are atomic.
 
 Pillow decodes everything 8-bit (it knows palettes, CMYK, EXIF and truncation); 16-bit PNG goes
 through OpenCV and 16-bit TIFF through tifffile, since Pillow reduces 16-bit colour to 8 bits.
+
+The metadata a photographer expects to keep travels with the pixels: the ICC colour profile and
+the EXIF block (orientation reset to 1, since the pixels are upright once read), read on every
+decode path and embedded by `write_image` in JPEG, PNG, TIFF and WebP. XMP, IPTC and Photoshop
+resources are not carried.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +31,25 @@ __all__ = ["ImageError", "LoadedImage", "read_image", "write_image"]
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _EXIF_ORIENTATION = 0x0112
+_EXIF_HEADER = b"Exif\x00\x00"  # what precedes the TIFF-structured EXIF data in a JPEG APP1
+_ICC_TAG = 34675  # TIFF InterColorProfile
+_EXIF_IFD, _INTEROP_IFD = 0x8769, 0xA005
+_XRESOLUTION, _YRESOLUTION, _RESOLUTION_UNIT = 282, 283, 296
+
+# IFD0 tags that are not the photographer's EXIF: a TIFF source lists them beside Make, Model
+# and DateTime, but they describe that file's pixel layout (wrong in any other file, and owned by
+# the encoder), or are carried otherwise (ICC), or are other metadata this module does not carry
+# (XMP, which may hold an orientation of its own; IPTC; Photoshop resources and layers; ImageJ).
+_NOT_EXIF_TAGS = frozenset(
+    {
+        *(254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281),
+        *(284, 288, 289, 290, 291, 292, 293, 317, 320, 321, 322, 323, 324, 325, 330, 332, 334),
+        *(338, 339, 340, 341, 347, 400, 512, 513, 514, 515, 517, 518, 519, 520, 521, 529, 530),
+        *(532, 32997, 32998, _INTEROP_IFD),  # which belongs inside the Exif IFD
+        _ICC_TAG,
+        *(700, 33723, 34377, 37724, 50838, 50839),
+    }
+)
 
 
 class ImageError(Exception):
@@ -39,6 +65,12 @@ class LoadedImage:
     bit_depth: int  # 8 or 16: the depth the output is written with
     grayscale: bool
     format: str  # "PNG", "JPEG", "TIFF", ...
+    # The ICC profile, kept only where it describes the decoded pixels' colour space (RGB, or
+    # gray for grayscale): a CMYK or Lab profile would misdescribe the converted RGB.
+    icc: bytes | None = None
+    # EXIF as `PIL.Image.Exif.tobytes()` gives it ("Exif\0\0" + TIFF data), orientation reset
+    # to 1, the source file's layout tags (and ICC, XMP, ...) left out; None when there is none.
+    exif: bytes | None = None
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:
@@ -110,12 +142,71 @@ def _split(a: np.ndarray, bits: int, gray: bool, alpha: bool, fmt: str) -> Loade
     )
 
 
-def _pillow_orientation(path: Path) -> int:
+def _exif_bytes(exif: Image.Exif) -> bytes | None:
+    """The photographer's part of `exif` (which this changes) as bytes, orientation reset to 1;
+    None when nothing is left. The Exif and GPS IFDs are read through `exif`, so the file it was
+    loaded from must still be open."""
+    for tag in list(exif):
+        if tag in _NOT_EXIF_TAGS or _encoder_stamp(tag, exif[tag]):
+            del exif[tag]
+    if not len(exif):
+        return None
+    if _EXIF_ORIENTATION in exif:
+        exif[_EXIF_ORIENTATION] = 1
+    try:
+        return exif.tobytes()
+    except Exception:  # e.g. Pillow closed a TIFF before its Interop IFD was read: do without
+        exif.get_ifd(_EXIF_IFD).pop(_INTEROP_IFD, None)
+        return exif.tobytes()
+
+
+def _encoder_stamp(tag: int, value: object) -> bool:
+    """What tifffile writes into every TIFF of its own accord: its name and its JSON shape."""
+    if tag == 305:
+        return value == "tifffile.py"
+    if tag == 270 and isinstance(value, str):
+        return value.startswith(('{"shape":', "shape=(", "ImageJ="))
+    return False
+
+
+def _with_metadata(img: LoadedImage, icc: bytes | None, exif: bytes | None) -> LoadedImage:
+    # An ICC profile of another colour space than the pixels read (a CMYK one whose pixels were
+    # converted naively to RGB, an RGB one on a grayscale image) would misdescribe them.
+    space = b"GRAY" if img.grayscale else b"RGB "
+    img.icc = icc if icc and icc[16:20] == space else None
+    img.exif = exif
+    return img
+
+
+def _pillow_metadata(im: Image.Image) -> tuple[bytes | None, bytes | None]:
+    """(ICC profile, EXIF bytes) of an opened image; damaged EXIF is dropped, not an error."""
+    icc = im.info.get("icc_profile") or None
+    try:
+        exif = _exif_bytes(im.getexif())
+    except Exception:
+        exif = None
+    return icc, exif
+
+
+def _png16_header(path: Path) -> tuple[int, bytes | None, bytes | None]:
+    """(EXIF orientation, ICC, EXIF bytes) of a 16-bit PNG, through Pillow's chunk parsing."""
     try:
         with Image.open(path) as im:
-            return int(im.getexif().get(_EXIF_ORIENTATION, 1))
+            orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+            return orientation, *_pillow_metadata(im)
     except Exception:
-        return 1
+        return 1, None, None
+
+
+def _tiff_exif(path: Path) -> bytes | None:
+    """EXIF bytes from a TIFF's IFD0 (and its Exif and GPS IFDs), whatever its pixel format."""
+    try:
+        with open(path, "rb") as f:
+            exif = Image.Exif()
+            exif.load_from_fp(f)  # reads the header, then IFD0; BigTIFF is not understood
+            return _exif_bytes(exif)
+    except Exception:
+        return None
 
 
 def _read_pillow(path: Path) -> LoadedImage:
@@ -126,7 +217,8 @@ def _read_pillow(path: Path) -> LoadedImage:
     with im:
         fmt = im.format or "?"
         im.load()  # decodes now: truncated or corrupt data fails here
-        im = ImageOps.exif_transpose(im)
+        src, im = im, ImageOps.exif_transpose(im)
+        icc, exif = _pillow_metadata(src)  # after the transpose: this edits src's EXIF
         mode = im.mode
         if mode == "P" or mode == "PA":
             im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
@@ -137,12 +229,14 @@ def _read_pillow(path: Path) -> LoadedImage:
         elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
             im = im.convert("RGB")
         elif mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-            return _split(np.asarray(im).astype(np.uint16), 16, True, False, fmt)
+            img = _split(np.asarray(im).astype(np.uint16), 16, True, False, fmt)
+            return _with_metadata(img, icc, exif)
         elif mode not in ("L", "LA", "RGB", "RGBA"):
             raise ImageError(f"{path}: pixel mode {mode!r} is not supported")
         a = np.asarray(im)
     mode = im.mode
-    return _split(a, 8, gray=mode in ("L", "LA"), alpha=mode in ("LA", "RGBA"), fmt=fmt)
+    img = _split(a, 8, gray=mode in ("L", "LA"), alpha=mode in ("LA", "RGBA"), fmt=fmt)
+    return _with_metadata(img, icc, exif)
 
 
 def _read_png16(path: Path, color_type: int) -> LoadedImage:
@@ -156,7 +250,8 @@ def _read_png16(path: Path, color_type: int) -> LoadedImage:
         a = a[..., [2, 1, 0, 3]] if alpha else a[..., ::-1]
         if gray:
             a = a[..., [0, 3]] if alpha else a[..., 0]
-    return _split(_orient(a, _pillow_orientation(path)), 16, gray, alpha, "PNG")
+    orientation, icc, exif = _png16_header(path)
+    return _with_metadata(_split(_orient(a, orientation), 16, gray, alpha, "PNG"), icc, exif)
 
 
 def _read_tiff16(path: Path) -> LoadedImage:
@@ -168,6 +263,8 @@ def _read_tiff16(path: Path) -> LoadedImage:
         tag = page.tags.get(274)
         orientation = int(tag.value) if tag is not None else 1
         extra = len(page.extrasamples or ())
+        tag = page.tags.get(_ICC_TAG)
+        icc = bytes(tag.value) if tag is not None and isinstance(tag.value, bytes) else None
     if axes.startswith("S"):  # planar configuration: samples first
         a = np.moveaxis(a, 0, -1)
     if a.dtype != np.uint16:
@@ -187,7 +284,8 @@ def _read_tiff16(path: Path) -> LoadedImage:
             a[..., : a.shape[2] - extra] = 65535 - a[..., : a.shape[2] - extra]
     gray = a.ndim == 2 or a.shape[2] - extra == 1
     alpha = extra > 0
-    return _split(_orient(a, orientation), 16, gray, alpha, "TIFF")
+    img = _split(_orient(a, orientation), 16, gray, alpha, "TIFF")
+    return _with_metadata(img, icc, _tiff_exif(path))
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -205,13 +303,29 @@ def write_image(
     alpha: np.ndarray | None = None,
     bit_depth: int = 8,
     grayscale: bool = False,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
 ) -> None:
     """Encode (H, W, 3) float `rgb` in [0, 1] to `path` (format from its suffix), atomically.
 
     16-bit needs PNG or TIFF; JPEG has no alpha, so alpha is dropped there.
+
+    `icc` (an ICC profile; it should match the colour space written: gray when `grayscale`, else
+    RGB) and `exif` (EXIF bytes as `LoadedImage.exif` holds them) are embedded, as they are, in
+    JPEG (APP2/APP1), PNG 8- and 16-bit (iCCP/eXIf chunks), WebP (ICCP/EXIF chunks) and TIFF 8-
+    and 16-bit (tag 34675; EXIF as IFD0 tags with the Exif and GPS IFDs, except in a BigTIFF,
+    which tifffile writes only past 4 GiB and which then gets no EXIF). Other formats (BMP, GIF,
+    ...) get neither, and neither does a gray profile when 16-bit gray with alpha is written as
+    RGBA PNG (OpenCV writes no gray+alpha; PNG allows no gray profile on RGBA). The pixels are
+    written as given, so `exif`'s orientation must describe them: `read_image` resets it to 1. A
+    TIFF's own layout tags always come from the encoder, never from `exif`; Pillow may re-type odd
+    tags and drops the thumbnail IFD when it re-serialises EXIF.
     """
     path = Path(path)
     ext = path.suffix.lower()
+    icc, exif = icc or None, exif or None
+    if exif is not None and not exif.startswith(_EXIF_HEADER):
+        exif = _EXIF_HEADER + exif  # raw TIFF-structured EXIF: what JPEG's APP1 needs in front
     if bit_depth not in (8, 16):
         raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
     if bit_depth == 16 and ext not in (".png", ".tif", ".tiff"):
@@ -233,10 +347,15 @@ def write_image(
                 a,
                 photometric="minisblack" if gray_like else "rgb",
                 extrasamples=["unassalpha"] if alpha is not None else None,
+                extratags=[(_ICC_TAG, 7, None, icc, True)] if icc else None,  # 7: UNDEFINED
             )
+            if exif:
+                buf = io.BytesIO(_tiff_with_exif(buf.getvalue(), exif))
         elif ext == ".png" and bit_depth == 16:
             if a.ndim == 3 and a.shape[2] == 2:  # OpenCV writes no gray+alpha: use RGBA
                 a = a[..., [0, 0, 0, 1]]
+                if icc and icc[16:20] == b"GRAY":
+                    icc = None  # PNG allows no gray profile on RGBA: it would be ignored
             bgr = (
                 a[..., [2, 1, 0, 3]]
                 if a.ndim == 3 and a.shape[2] == 4
@@ -245,7 +364,7 @@ def write_image(
             ok, enc = cv2.imencode(".png", np.ascontiguousarray(bgr))
             if not ok:
                 raise ImageError(f"{path}: PNG encoder failed")
-            buf.write(enc.tobytes())
+            buf.write(_png_with_metadata(enc.tobytes(), icc, exif))
         else:
             # 4:4:4 chroma: a restored image should not lose colour detail on the way out
             kwargs = {
@@ -253,6 +372,9 @@ def write_image(
                 ".jpeg": {"quality": 95, "subsampling": 0},
                 ".webp": {"lossless": True},
             }.get(ext, {})
+            if ext in (".jpg", ".jpeg", ".png", ".webp"):
+                kwargs |= {"icc_profile": icc} if icc else {}
+                kwargs |= {"exif": exif} if exif else {}
             Image.fromarray(a).save(buf, format=Image.registered_extensions().get(ext), **kwargs)
     except ImageError:
         raise
@@ -262,3 +384,66 @@ def write_image(
         ) from None
     with atomic_write(path) as f:
         f.write(buf.getvalue())
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """`png` with iCCP and eXIf chunks after its IHDR, as Pillow writes them for 8-bit PNG."""
+    ihdr_end = len(_PNG_SIGNATURE) + 8 + 13 + 4  # length, type, 13 bytes of data, CRC
+    if png[12:16] != b"IHDR":
+        raise ValueError("the PNG encoder wrote no IHDR first")
+    chunks = b""
+    if icc:  # profile name, NUL, compression method 0 (zlib), compressed profile
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
+    if exif:  # the TIFF-structured data, without JPEG's "Exif\0\0"
+        chunks += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER))
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
+
+
+def _ifd_entries(data: bytes, at: int) -> dict[int, bytes]:
+    """The raw 12-byte entries, by tag, of the little-endian classic TIFF IFD at offset `at`."""
+    (n,) = struct.unpack_from("<H", data, at)
+    entries = (data[at + 2 + 12 * i : at + 14 + 12 * i] for i in range(n))
+    return {struct.unpack_from("<H", e)[0]: e for e in entries}
+
+
+def _tiff_with_exif(tiff: bytes, exif: bytes) -> bytes:
+    """`tiff` (one page, as tifffile writes it) with `exif`'s tags in its IFD0 and its Exif and GPS
+    IFDs; tifffile cannot write those IFDs itself (it drops the tags that point to them).
+
+    Pillow lays the EXIF directory out for the place it gets at the end of the file, its Exif and
+    GPS IFDs and values after it, so all its offsets hold there; then IFD0 is rewritten after that,
+    its entries and EXIF's merged (EXIF's win, but never over the layout tags, which
+    `_NOT_EXIF_TAGS` keeps out), and the header pointed at it. The old IFD0 stays, unreferenced.
+    """
+    if tiff[:4] != b"II*\x00":
+        return tiff  # a BigTIFF (data past 4 GiB): write_image's docstring says it gets no EXIF
+    start = (len(tiff) + 3) // 4 * 4
+    try:
+        e = Image.Exif()
+        e.load(exif)
+        e.endian = "<"  # re-encoded in the file's byte order (values are read in the old one)
+        for tag in list(e):
+            if tag in _NOT_EXIF_TAGS:
+                del e[tag]
+        block = e.tobytes(start)[len(_EXIF_HEADER) + 8 :]  # less the 8-byte TIFF header
+        theirs = _ifd_entries(block, 0)
+    except Exception as err:  # Pillow raises many types for damaged EXIF
+        raise ValueError(f"unreadable EXIF data ({type(err).__name__}: {err})") from None
+    (first,) = struct.unpack_from("<I", tiff, 4)
+    ours = _ifd_entries(tiff, first)
+    end = first + 2 + 12 * struct.unpack_from("<H", tiff, first)[0]
+    next_ifd = tiff[end : end + 4]
+    if theirs.keys() & {_XRESOLUTION, _YRESOLUTION} and _RESOLUTION_UNIT not in theirs:
+        ours.pop(_RESOLUTION_UNIT, None)  # tifffile's "no unit"; EXIF's default is inches
+    merged = ours | theirs
+    at = (start + len(block) + 3) // 4 * 4
+    ifd0 = struct.pack("<H", len(merged)) + b"".join(merged[t] for t in sorted(merged)) + next_ifd
+    out = bytearray(tiff)
+    out[4:8] = struct.pack("<I", at)
+    out += bytes(start - len(tiff)) + block + bytes(at - start - len(block)) + ifd0
+    return bytes(out)

@@ -20,7 +20,9 @@ from .atomic import atomic_write
 from .config import ConfigError, ModelConfig, from_dict
 from .model import build_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT"]
+__all__ = [
+    "CheckpointError", "save_checkpoint", "load_checkpoint", "config_dict", "config_diffs", "FORMAT"
+]
 
 FORMAT = "glsgn-checkpoint"
 FORMAT_VERSION = 1
@@ -31,7 +33,27 @@ class CheckpointError(Exception):
 
 
 def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
     return [_plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
+def config_dict(cfg: Any, skip: tuple[str, ...] = ()) -> dict:
+    """A config dataclass as plain data (lists, not tuples), as checkpoints store it."""
+    return {k: _plain(v) for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+
+
+def config_diffs(
+    saved: dict, now: dict, ignore: tuple[str, ...] = (), labels: tuple[str, str] = ("saved", "now")
+) -> list[str]:
+    """'key: saved X, now Y' for every key whose value differs: the one comparison behind
+    resuming a training state and loading a checkpoint for a given config."""
+    keys = [k for k in dict.fromkeys([*saved, *now]) if k not in ignore]
+    return [
+        f"{k}: {labels[0]} {_plain(saved.get(k))!r}, {labels[1]} {_plain(now.get(k))!r}"
+        for k in keys
+        if _plain(saved.get(k)) != _plain(now.get(k))
+    ]
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict | None = None) -> None:
@@ -41,7 +63,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict | Non
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_config": {k: _plain(v) for k, v in dataclasses.asdict(model.cfg).items()},
+        "model_config": config_dict(model.cfg),
         "state_dict": model.state_dict(),
         "versions": {
             "glsgn": __version__,
@@ -87,13 +109,10 @@ def load_checkpoint(
         cfg = from_dict(ModelConfig, payload.get("model_config"), "model")
     except ConfigError as e:
         raise CheckpointError(f"{path}: stored model config is not valid here: {e}") from None
-    diffs = [
-        f"{f.name}: checkpoint {getattr(cfg, f.name)!r}, expected {getattr(expect, f.name)!r}"
-        for f in dataclasses.fields(ModelConfig)
-        if expect is not None
-        and f.name not in ("patch_size", "halo")
-        and getattr(cfg, f.name) != getattr(expect, f.name)
-    ]
+    diffs = []
+    if expect is not None:  # patch_size and halo only change how inference streams
+        diffs = config_diffs(config_dict(cfg), config_dict(expect), ("patch_size", "halo"),
+                             ("checkpoint", "expected"))  # fmt: skip
     if diffs:
         raise CheckpointError(f"{path}: model config differs: " + "; ".join(diffs))
     model = build_model(cfg)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import TASKS, ConfigError, load_params
+from .config import TASKS, ConfigError, RestoreConfig, load_params, parse_memory
 from .data.io import ImageError, read_image, write_image
 from .data.paired import PairedFolderError
 from .restore import resolve_device, restore
@@ -35,6 +35,10 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _patch_size(s: str) -> int | str:
+    return "auto" if s == "auto" else _positive_int(s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glsgn", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -48,18 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("images", nargs="+", type=Path, help="input images (PNG, JPEG, TIFF, ...)")
     r.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results")
     r.add_argument("--checkpoint", type=Path, required=True, help="a glsgn checkpoint (.pt)")
-    r.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    r.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="defaults for the flags below from this file's restore: section, when it exists "
+        "(default: params.yaml; without it, the defaults shown)",
+    )
+    d = RestoreConfig()
+    r.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default {d.device})")
     r.add_argument(
         "--precision",
         choices=["fp32", "bf16", "fp16"],
-        default="fp32",
-        help="autocast precision on cuda (default fp32)",
+        help=f"autocast precision on cuda (default {d.precision})",
     )
     r.add_argument(
         "--patch-size",
-        type=_positive_int,
-        default=None,
-        help="patch side in pixels (memory vs speed; the result does not change)",
+        type=_patch_size,
+        help=f"auto, or a patch side in pixels (default {d.patch_size}): memory and speed "
+        "only, the result does not change; auto on cuda takes the whole image or the largest "
+        "patch that fits",
+    )
+    r.add_argument(
+        "--max-memory",
+        help="cuda: cap on device memory, e.g. 2GB; auto patches stay under it "
+        f"(default {d.max_memory or 'what is free'})",
     )
     r.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -106,26 +123,39 @@ def _plan(images: list[Path], outdir: Path, overwrite: bool) -> list[tuple[Path,
     return plan
 
 
+def _restore_options(args: argparse.Namespace) -> RestoreConfig:
+    """The flags given, else params.yaml's restore: section (when the file exists), else the
+    RestoreConfig defaults: one source for each default."""
+    cfg = load_params(args.params).restore if args.params.is_file() else RestoreConfig()
+    given = {k: getattr(args, k) for k in ("device", "precision", "patch_size", "max_memory")}
+    return dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     try:
-        device = resolve_device(args.device)
+        opts = _restore_options(args)
+        device = resolve_device(opts.device)
+        if parse_memory(opts.max_memory) and device.type != "cuda":
+            raise ValueError(f"--max-memory caps device memory on cuda; the device is {device}")
         model, meta = load_checkpoint(args.checkpoint)
-    except (CheckpointError, ValueError, RuntimeError) as e:
+    except (CheckpointError, ConfigError, ValueError, RuntimeError) as e:
         print(f"glsgn restore: error: {e}", file=sys.stderr)
         return 2
     cfg = model.cfg
     log.info(
-        "checkpoint %s: %s, widths %s, trained with glsgn %s; device %s, precision %s",
+        "checkpoint %s: %s, widths %s, trained with glsgn %s; device %s, precision %s, patch %s%s",
         args.checkpoint,
         cfg.variant,
         list(cfg.widths),
         meta["versions"].get("glsgn"),
         device,
-        args.precision,
+        opts.precision,
+        opts.patch_size,
+        f", max memory {opts.max_memory}" if opts.max_memory else "",
     )
-    if args.patch_size is not None:
+    if opts.patch_size != "auto":
         try:
-            dataclasses.replace(cfg, patch_size=args.patch_size).validate()
+            dataclasses.replace(cfg, patch_size=opts.patch_size).validate()
         except ValueError as e:
             print(f"glsgn restore: error: --patch-size: {e}", file=sys.stderr)
             return 2
@@ -144,8 +174,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 model,
                 torch.from_numpy(img.rgb).permute(2, 0, 1),
                 device=device,
-                precision=args.precision,
-                patch_size=args.patch_size,
+                precision=opts.precision,
+                patch_size=opts.patch_size,
+                max_memory=opts.max_memory,
                 progress=not args.quiet,
             )
             write_image(
@@ -154,6 +185,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 alpha=img.alpha,
                 bit_depth=img.bit_depth,
                 grayscale=img.grayscale,
+                icc=img.icc,
+                exif=img.exif,
             )
             h, w = img.rgb.shape[:2]
             log.info(

@@ -150,13 +150,45 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class RestoreConfig:
-    """Defaults of `glsgn restore` (each is also a command-line flag)."""
+    """Defaults of `glsgn restore` (each is also a command-line flag; this is their one source)."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast on cuda only
+    # auto: on cuda the whole image or the largest patch that fits; on the cpu model.patch_size
+    patch_size: int | Literal["auto"] = "auto"
+    max_memory: str | None = None  # cuda: a cap on device memory, e.g. 2GB (null: free memory)
 
     def validate(self) -> None:
-        pass
+        if self.patch_size != "auto":
+            _require(self.patch_size >= 2, "restore.patch_size", "auto or an int >= 2",
+                     self.patch_size)  # fmt: skip
+        if self.max_memory is not None:
+            try:
+                parse_memory(self.max_memory)
+            except ValueError as e:
+                raise ConfigError(f"restore.{e}") from None
+
+
+def parse_memory(text: str | int | None) -> int | None:
+    """'2GB', '1.5G', '512MB', '800M' or a number of bytes -> bytes (None stays None)."""
+    if text is None:
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        units = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
+                 "GB": 2**30, "T": 2**40, "TB": 2**40}  # fmt: skip
+        t = str(text).strip().upper().replace("IB", "B")
+        num = t.rstrip("KMGTB")
+        try:
+            value = float(num) * units[t[len(num) :]]
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"max_memory: expected a size like 2GB or 512MB, got {text!r}"
+            ) from None
+    if value <= 0:
+        raise ValueError(f"max_memory: expected a positive size, got {text!r}")
+    return int(value)
 
 
 def _check_range(key: str, r: tuple, lo: float, hi: float) -> None:
@@ -373,7 +405,7 @@ class TrainConfig:
     warmup: int = 8  # linear warm-up steps, then cosine decay to lr_min
     lr_min: float = 1e-5
     clip: float = 1.0  # gradient-norm clipping
-    workers: int = 0  # DataLoader workers
+    workers: int | None = None  # DataLoader workers; null: one per spare core on cuda, 0 on cpu
     seed: int = 0
     checkpoint_every: int = 40  # steps between resumable checkpoints
     val_every: int = 40  # steps between validation PSNR measurements
@@ -394,6 +426,8 @@ class TrainConfig:
             ("log_every", 1, 10**8),
         ):  # fmt: skip
             v = getattr(self, key)
+            if v is None and key == "workers":
+                continue
             _require(lo <= v <= hi, f"{p}.{key}", f"an int in [{lo}, {hi}]", v)
         if self.crop is not None:
             _require(16 <= self.crop <= 16384, f"{p}.crop", "null or an int in [16, 16384]",

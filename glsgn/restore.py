@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .config import parse_memory
 from .model import GLSGN, FullResNet
 from .model.resample import pad_to_multiple
 from .model.streaming import patch_sides, stream, tiles
@@ -43,25 +44,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     return dev
-
-
-def parse_memory(text: str | int | None) -> int | None:
-    """'2GB', '1.5G', '512MB', '800M' or a number of bytes -> bytes (None stays None)."""
-    if text is None or isinstance(text, int):
-        if isinstance(text, int) and text <= 0:
-            raise ValueError(f"max_memory: expected a positive size, got {text!r}")
-        return text
-    units = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
-             "GB": 2**30, "T": 2**40, "TB": 2**40}  # fmt: skip
-    t = str(text).strip().upper().replace("IB", "B")
-    num = t.rstrip("KMGTB")
-    try:
-        value = float(num) * units[t[len(num):]]
-    except (KeyError, ValueError):
-        raise ValueError(f"max_memory: expected a size like 2GB or 512MB, got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"max_memory: expected a positive size, got {text!r}")
-    return int(value)
 
 
 def _as_image(image: Tensor | np.ndarray) -> Tensor:

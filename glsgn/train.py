@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
-from .checkpoint import save_checkpoint
-from .config import Params, RunSpec, variant_configs
+from .checkpoint import config_dict, config_diffs, save_checkpoint
+from .config import Params, RunSpec, TrainConfig, variant_configs
 from .data.datasets import PairedImages, TrainCrops
 from .losses import GLSGNLoss, TrainBatch
 from .metrics import psnr
@@ -109,9 +109,10 @@ def _lr_lambda(cfg) -> callable:
 
 def _validate(model, root: Path, device: torch.device) -> float:
     """Mean PSNR of the val split restored at full resolution (the same as evaluation)."""
+    patch = "auto" if device.type == "cuda" else None  # the whole image when it fits
     ds = PairedImages(root)
-    return float(np.mean([psnr(restore(model, it["input"], device=device, progress=False),
-                                it["target"]) for it in ds]))  # fmt: skip
+    return float(np.mean([psnr(restore(model, it["input"], device=device, patch_size=patch,
+                                       progress=False), it["target"]) for it in ds]))  # fmt: skip
 
 
 def _state(model, opt, sched, step: int, run: str, mcfg, tcfg) -> dict:
@@ -119,8 +120,8 @@ def _state(model, opt, sched, step: int, run: str, mcfg, tcfg) -> dict:
         "format": "glsgn-train-state",
         "run": run,
         "step": step,
-        "model_config": dataclasses.asdict(mcfg),
-        "train_config": {k: v for k, v in dataclasses.asdict(tcfg).items() if k != "runs"},
+        "model_config": config_dict(mcfg),
+        "train_config": config_dict(tcfg, skip=("runs",)),
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
@@ -154,21 +155,18 @@ def _live(path: Path, resume: bool):
     return Live(str(path), resume=resume, save_dvc_exp=False, dvcyaml=False, report=None)
 
 
-def train(
-    run: str,
-    params: Params,
-    root: Path = Path("."),
-    stop_at: int | None = None,
-    progress: bool = True,
-) -> Path | None:
-    """Train `run` (a key of train.runs); returns models/RUN.pt. `stop_at` ends the process's
-    work after that step, as a kill would (for tests and preemption drills)."""
-    if run not in params.train.runs:
-        raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
-    spec: RunSpec = params.train.runs[run]
-    tcfg = params.train
-    mcfg, lcfg = variant_configs(params, spec.variant)
+def _workers(tcfg: TrainConfig, device: torch.device) -> int:
+    """train.workers, or for null: on CUDA one loader process per spare core (up to 8), so
+    the GPU sets the pace; on the CPU none, since a worker would take a core from the step."""
+    if tcfg.workers is not None:
+        return tcfg.workers
+    if device.type != "cuda":
+        return 0
+    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
 
+
+def _device() -> tuple[torch.device, int, int]:
+    """(device, rank, world size); joins the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
@@ -179,108 +177,156 @@ def train(
     else:
         device = torch.device("cpu")
         torch.use_deterministic_algorithms(True)
-    torch.manual_seed(tcfg.seed)
-    amp = device.type == "cuda" and tcfg.amp != "none"
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tcfg.amp)
+    return device, rank, world
 
+
+def _resume(path: Path, model, opt, sched, now: dict) -> int:
+    """Load the resumable state at `path` when it belongs to this very run; -> its step."""
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
+    if state["step"] >= now["train_config"]["steps"]:
+        # A finished run is trained again only when something it depends on changed
+        # (that is when DVC reruns the stage): start over rather than reuse old weights.
+        log.info("%s holds a finished run: starting over", path)
+        return 0
+    for key in ("model_config", "train_config"):
+        diffs = config_diffs(state[key], now[key])
+        if diffs:
+            raise TrainError(
+                f"{path}: saved with a different {key.split('_')[0]} configuration "
+                f"({'; '.join(diffs)}); delete it to start over, or restore the parameters it "
+                "was saved with"
+            )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    log.info("resuming from step %d (%s)", state["step"], path)
+    return state["step"]
+
+
+def _step(net, model, loss_fn, opt, sched, scaler, batch: TrainBatch, amp, tcfg) -> tuple:
+    """One optimiser step; -> (loss terms, gradient norm), both still on the device."""
+    with torch.autocast(batch.x.device.type, dtype=amp, enabled=amp is not None):
+        out = net(batch.x, global_view=batch.x_global, region=batch.region)
+        terms = loss_fn(out, batch)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(terms["total"]).backward()
+    scaler.unscale_(opt)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+    return terms, grad_norm
+
+
+def _to_device(b: dict, device: torch.device) -> TrainBatch:
+    size, box = b["size"][0].tolist(), b["box"][0].tolist()
+    return TrainBatch(
+        *(b[k].to(device, non_blocking=True) for k in ("input", "target", "input_global",
+                                                      "target_global")),
+        region=Region(tuple(size), tuple(box)),
+    )  # fmt: skip
+
+
+def train(
+    run: str,
+    params: Params,
+    root: Path = Path("."),
+    stop_at: int | None = None,
+    progress: bool = True,
+) -> Path | None:
+    """Train `run` (a key of train.runs); returns models/RUN.pt. `stop_at` ends the process's
+    work after that step, as a kill would (for tests and preemption drills)."""
+    # --- setup
+    if run not in params.train.runs:
+        raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
+    spec: RunSpec = params.train.runs[run]
+    tcfg = params.train
+    mcfg, lcfg = variant_configs(params, spec.variant)
+    device, rank, world = _device()
+    torch.manual_seed(tcfg.seed)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tcfg.amp)
+    amp = amp if device.type == "cuda" else None
     model = build_model(mcfg).to(device)
     if device.type == "cuda" and tcfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = GLSGNLoss(lcfg, model).to(device)
     data_root = root / "data" / "prepared" / spec.task
-    ds = TrainCrops(data_root / "train", tcfg.crop, model.pad_multiple,
-                    mcfg.global_scale, seed=tcfg.seed)  # fmt: skip
+    ds = TrainCrops(data_root / "train", tcfg.crop, model.pad_multiple, mcfg.global_scale,
+                    seed=tcfg.seed, cache=root / "data" / "cache", progress=progress)  # fmt: skip
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
-    scaler = torch.amp.GradScaler(enabled=amp and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
 
+    # --- resume
     state_path = root / "checkpoints" / run / "last.pt"
-    start = 0
-    state = None
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["step"] >= tcfg.steps:
-            # A finished run is trained again only when something it depends on changed
-            # (that is when DVC reruns the stage): start over rather than reuse old weights.
-            log.info("%s holds a finished run: starting over", state_path)
-            state = None
-    if state is not None:
-        now = _state(model, opt, sched, 0, run, mcfg, tcfg)
-        for key in ("model_config", "train_config"):
-            if state[key] != now[key]:
-                raise TrainError(
-                    f"{state_path}: saved with a different {key.split('_')[0]} configuration; "
-                    "delete it to start over, or restore the parameters it was saved with"
-                )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["step"]
-        log.info("resuming %s from step %d (%s)", run, start, state_path)
+    start = _resume(state_path, model, opt, sched, _state(model, opt, sched, 0, run, mcfg, tcfg))
     sb = loss_fn.backbone
     backbone, backbone_kind = (sb.source, sb.kind) if sb is not None else ("not used",) * 2
+    workers = _workers(tcfg, device)
     log.log(
         logging.INFO if rank == 0 else logging.DEBUG,
         "train %s: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
-        "steps %d, batch %d x %d, crop %s, lr %g; semantic backbone: %s",
+        "steps %d from %d, batch %d x %d, crop %s, lr %g, %d loader workers; "
+        "semantic backbone: %s",
         run, spec.task, spec.variant, mcfg.variant, sum(p.numel() for p in model.parameters()),
-        len(ds), device, f" ({tcfg.amp} autocast)" if amp else "", tcfg.steps, tcfg.batch_size,
-        world, tcfg.crop or "whole image", tcfg.lr, backbone,
+        len(ds), device, f" ({tcfg.amp} autocast)" if amp else "", tcfg.steps, start,
+        tcfg.batch_size, world, tcfg.crop or "whole image", tcfg.lr, workers, backbone,
     )  # fmt: skip
     _warn_small_crop(model, tcfg.crop)
     net = DistributedDataParallel(model) if world > 1 else model
-
     live = _live(root / "dvclive" / run, start > 0) if rank == 0 else None
     if live is not None:
         live.log_params({"run": run, "task": spec.task, "variant": spec.variant,
                          "semantic_backbone": backbone})  # fmt: skip
     sampler = StepBatches(len(ds), tcfg.batch_size, tcfg.seed, start, tcfg.steps, rank, world)
-    loader = DataLoader(ds, batch_sampler=sampler, num_workers=tcfg.workers, collate_fn=_collate)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=_collate,
+                        pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
     bar = tqdm(total=tcfg.steps, initial=start, desc=f"train {run}", unit="step",
                disable=not progress or rank != 0)  # fmt: skip
-    t0 = time.perf_counter()
+
+    # --- steps; the time spent validating and saving is not training time
+    t0, paused = time.perf_counter(), 0.0
     for step, b in zip(range(start, tcfg.steps), loader, strict=True):
         model.train()
-        size, box = b["size"][0].tolist(), b["box"][0].tolist()
-        batch = TrainBatch(*(b[k].to(device) for k in ("input", "target", "input_global",
-                                                         "target_global")),
-                           region=Region(tuple(size), tuple(box)))  # fmt: skip
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            out = net(batch.x, global_view=batch.x_global, region=batch.region)
-            terms = loss_fn(out, batch)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(terms["total"]).backward()
-        scaler.unscale_(opt)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
+        terms, grad_norm = _step(net, model, loss_fn, opt, sched, scaler, _to_device(b, device),
+                                 amp, tcfg)  # fmt: skip
         done = step + 1
         bar.update()
-        if live is not None and (done % tcfg.log_every == 0 or done == tcfg.steps):
+        last = done == tcfg.steps
+        # --- log (reading a loss waits for the device: only on log steps)
+        if live is not None and (done % tcfg.log_every == 0 or last):
             live.step = done
             for k, v in terms.items():
                 live.log_metric(f"train/{k}", float(v.detach()))
             live.log_metric("train/lr", sched.get_last_lr()[0])
             live.log_metric("train/grad_norm", float(grad_norm))
-            live.log_metric("train/samples_per_s", (done - start) * tcfg.batch_size * world /
-                            (time.perf_counter() - t0))  # fmt: skip
+            seconds = time.perf_counter() - t0 - paused
+            live.log_metric("train/samples_per_s",
+                            (done - start) * tcfg.batch_size * world / seconds)  # fmt: skip
             if device.type == "cuda":
                 live.log_metric("train/peak_cuda_mb", torch.cuda.max_memory_allocated() / 2**20)
             bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
-        if live is not None and (done % tcfg.val_every == 0 or done == tcfg.steps):
+            live.make_summary()
+        t_pause = time.perf_counter()
+        # --- validate
+        if live is not None and (done % tcfg.val_every == 0 or last):
             live.step = done
             live.log_metric("val/psnr", _validate(model, data_root / "val", device))
-        if rank == 0 and (done % tcfg.checkpoint_every == 0 or done == tcfg.steps):
+            live.make_summary()
+        # --- save the resumable state
+        if rank == 0 and (done % tcfg.checkpoint_every == 0 or last):
             state_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(state_path) as f:
                 torch.save(_state(model, opt, sched, done, run, mcfg, tcfg), f)
-        if live is not None:
-            live.make_summary()
+        paused += time.perf_counter() - t_pause
         if stop_at is not None and done >= stop_at:
             bar.close()
             return None
     bar.close()
+
+    # --- release checkpoint
     out_path = root / "models" / f"{run}.pt"
     if rank == 0:
         save_checkpoint(out_path, model, extra={

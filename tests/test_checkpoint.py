@@ -6,7 +6,13 @@ import pickle
 import pytest
 import torch
 
-from glsgn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from glsgn.checkpoint import (
+    CheckpointError,
+    config_dict,
+    config_diffs,
+    load_checkpoint,
+    save_checkpoint,
+)
 from glsgn.model import build_model
 
 from .conftest import TINY, VARIANTS, build
@@ -75,7 +81,8 @@ def test_corrupt_truncated_missing_and_foreign_files(tmp_path):
 def test_incompatible_configs_are_clear_errors(tmp_path):
     path = tmp_path / "m.pt"
     save_checkpoint(path, build_model(TINY))
-    with pytest.raises(CheckpointError, match=r"widths: checkpoint \(4, 8, 16\), expected"):
+    match = r"widths: checkpoint \[4, 8, 16\], expected \[8, 16, 32\]"
+    with pytest.raises(CheckpointError, match=match):
         load_checkpoint(path, expect=dataclasses.replace(TINY, widths=(8, 16, 32)))
     # inference-only settings may differ
     load_checkpoint(path, expect=dataclasses.replace(TINY, patch_size=64, halo=40))
@@ -106,3 +113,14 @@ def test_save_replaces_atomically(tmp_path):
     model, _ = load_checkpoint(path)
     assert not model.cfg.pac
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_config_diffs_is_the_one_comparison_of_saved_and_current_configs():
+    saved = config_dict(TINY)
+    assert config_diffs(saved, config_dict(TINY)) == []
+    now = config_dict(dataclasses.replace(TINY, blocks=2, patch_size=64))
+    assert config_diffs(saved, now) == ["blocks: saved 1, now 2", "patch_size: saved 32, now 64"]
+    assert config_diffs(saved, now, ignore=("patch_size",)) == ["blocks: saved 1, now 2"]
+    # tuples (a dataclass) and lists (a checkpoint) of the same values are the same config
+    assert config_diffs({"widths": (4, 8)}, {"widths": [4, 8]}) == []
+    assert config_diffs({"a": 1}, {"b": 1}) == ["a: saved 1, now None", "b: saved None, now 1"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glsgn.config import ConfigError, ModelConfig, Params, from_dict, load_params
+from glsgn.config import ConfigError, ModelConfig, Params, RestoreConfig, from_dict, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,3 +110,24 @@ def test_stage_commands_report_bad_params_in_one_line(tmp_path, capsys):
     good.write_text("{}\n")
     assert main(["train", "nope-full", "--params", str(good), "--quiet"]) == 2
     assert "run 'nope-full' is not in train.runs" in capsys.readouterr().err
+
+
+def test_restore_defaults_have_one_source(tmp_path):
+    """params.yaml's restore: section states the RestoreConfig defaults, and the CLI takes each
+    flag's default from that section (when the file exists), else from RestoreConfig."""
+    from glsgn.cli import _restore_options, build_parser
+
+    assert load_params(ROOT / "params.yaml").restore == RestoreConfig()
+    argv = ["restore", "in.png", "-o", "out", "--checkpoint", "m.pt"]
+    args = build_parser().parse_args([*argv, "--params", str(tmp_path / "none.yaml")])
+    assert _restore_options(args) == RestoreConfig()
+    (tmp_path / "p.yaml").write_text("restore: {precision: bf16, patch_size: 512}\n")
+    args = build_parser().parse_args([*argv, "--params", str(tmp_path / "p.yaml")])
+    assert _restore_options(args) == RestoreConfig(precision="bf16", patch_size=512)
+    args = build_parser().parse_args(
+        [*argv, "--params", str(tmp_path / "p.yaml"), "--patch-size", "auto", "--max-memory", "2GB"]
+    )
+    assert _restore_options(args) == RestoreConfig(precision="bf16", max_memory="2GB")
+    (tmp_path / "bad.yaml").write_text("restore: {max_memory: lots}\n")
+    with pytest.raises(ConfigError, match="restore.max_memory: expected a size like 2GB"):
+        load_params(tmp_path / "bad.yaml")

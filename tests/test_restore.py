@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from glsgn.config import parse_memory
 from glsgn.model.resample import Region
-from glsgn.restore import restore, tiles
+from glsgn.restore import choose_patch, restore, tiles
 
 from .conftest import TINY, VARIANTS, build
 
@@ -126,13 +127,94 @@ def test_tiles_cover_the_grid_exactly_once():
     assert (cover == 1).all()
 
 
+def test_auto_patch_on_the_cpu_is_the_model_patch_and_max_memory_is_for_cuda():
+    model = build(TINY).eval()
+    assert choose_patch(model, (64, 64), torch.device("cpu"), "fp32", "auto", None) == (32, True)
+    x = torch.rand(3, 70, 90)
+    assert (restore(model, x, patch_size="auto", progress=False) - _whole(model, x)).abs().max() \
+        <= 1e-5
+    with pytest.raises(ValueError, match="max_memory: a device memory cap, for cuda only"):
+        restore(model, x, max_memory="1GB", progress=False)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("2GB", 2 * 2**30), ("1.5g", int(1.5 * 2**30)), ("512MiB", 512 * 2**20), ("800M", 800 * 2**20),
+     (4096, 4096), (None, None)],
+)  # fmt: skip
+def test_memory_sizes_parse(text, value):
+    assert parse_memory(text) == value
+
+
+@pytest.mark.parametrize("text", ["2 parsecs", "-1GB", "0", "GB", True])
+def test_bad_memory_sizes_are_clear_errors(text):
+    with pytest.raises(ValueError, match="max_memory: expected"):
+        parse_memory(text)
+
+
+def test_bilinear_taps_are_built_once_per_geometry():
+    from glsgn.model import resample as rs
+
+    t = torch.rand(1, 2, 20, 30)
+    src, dst = Region.whole(20, 30), Region((40, 60), (8, 24, 0, 32))
+    rs.resample(t, src, dst)
+    before = rs._taps.cache_info()
+    y = rs.resample(t, src, dst)
+    after = rs._taps.cache_info()
+    assert after.misses == before.misses and after.hits == before.hits + 2
+    whole = torch.nn.functional.interpolate(t, scale_factor=2, mode="bilinear")
+    assert (y - whole[..., 8:24, 0:32]).abs().max() < 1e-6
+
+
+@pytest.fixture
+def no_tf32():
+    """fp32 on CUDA means fp32: TF32 convolutions differ from the CPU by ~1e-3."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_cuda_matches_cpu(precision):
+def test_cuda_matches_cpu(precision, no_tf32):
     model = build(dataclasses.replace(TINY, widths=(8, 16, 32))).eval()
     x = torch.rand(3, 200, 300)
     ref = restore(model, x, device="cpu", progress=False)
     y = restore(model, x, device="cuda", precision=precision, progress=False)
     tol = 1e-4 if precision == "fp32" else 5e-2
-    assert (y - ref).abs().max() <= tol
+    assert y.device.type == "cpu" and (y - ref).abs().max() <= tol
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("name", VARIANTS)
+def test_cuda_streamed_equals_whole_image(name, no_tf32):
+    model = build(VARIANTS[name]).eval().cuda()
+    x = torch.rand(3, 83, 141)
+    with torch.no_grad():
+        ref = model(x[None].cuda()).b_out[0].cpu()
+    for patch in (16, 48, "auto"):
+        y = restore(model, x, device="cuda", patch_size=patch, progress=False)
+        assert (y - ref).abs().max() <= 1e-5, (name, patch)
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_auto_patch_stays_under_the_memory_cap(no_tf32):
+    model = build(dataclasses.replace(TINY, widths=(8, 16, 32))).eval().cuda()
+    x = torch.rand(3, 1024, 1536)
+    whole = restore(model, x, device="cuda", patch_size="auto", progress=False)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    cap = 96 * 2**20
+    capped = restore(model, x, device="cuda", patch_size="auto", max_memory=cap, progress=False)
+    assert torch.cuda.max_memory_allocated() - base <= cap
+    assert (capped - whole).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="max_memory: restoring"):
+        restore(model, x, device="cuda", patch_size="auto", max_memory="1MB", progress=False)

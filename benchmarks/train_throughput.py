@@ -7,8 +7,12 @@ then read each crop from memory maps), plus the cache's build time and size on d
 
     python benchmarks/train_throughput.py --pairs 4 --size 3840x2160 --crop 512
 
-Prints a table; asserts nothing. Each measurement is a section (see `SECTIONS`), so that model
-steps (forward/backward on a batch) can be timed the same way later.
+    python benchmarks/train_throughput.py --sections step --device cuda   # on a GPU
+
+Prints a table; asserts nothing. Sections (`SECTIONS`): `data`, the loader; `step`, one
+training step (forward, losses, backward, clipping, AdamW) of GLSGN and of fullres at the same
+crop and batch (params.yaml's model): FLOPs per sample and the host-device copies and syncs per
+step, counted on the meta device (so on any machine), and samples/s on --device.
 """
 
 from __future__ import annotations
@@ -21,12 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
+from glsgn.config import load_params, variant_configs
 from glsgn.data.arrays import cache_size
 from glsgn.data.datasets import TrainCrops
 from glsgn.data.io import write_image
 from glsgn.data.scenes import dead_leaves
+from glsgn.losses import GLSGNLoss, TrainBatch
+from glsgn.model import build_model
+from glsgn.model.resample import Region
 from glsgn.train import StepBatches
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -41,6 +54,12 @@ class Setup:
     batch: int
     samples: int  # items per timed run (the uncached run takes fewer: it is slow)
     uncached_samples: int
+    image_size: tuple[int, int]  # H, W of the pairs: the global view the step sees
+    step_crop: int  # crop and batch of the timed model step (train.crop, train.batch_size)
+    step_batch: int
+    steps: int
+    device: str
+    cpu_steps: bool  # time the model step on the CPU too (slow)
 
 
 Row = tuple[str, str, str]  # (what, value, unit)
@@ -90,10 +109,123 @@ def data_section(s: Setup) -> list[Row]:
     ]
 
 
-# Each section takes the Setup and returns rows for the table. Model-step timings go here.
-SECTIONS: list[tuple[str, Callable[[Setup], list[Row]]]] = [
-    ("data loading", data_section),
-]
+# --- the model step: FLOPs and host-device traffic (any machine), samples/s (on the device) ---
+
+
+class StepCounter(TorchDispatchMode):
+    """Counts, for every op a training step dispatches: FLOPs (torch.utils.flop_counter's
+    formulas), copies between devices, and reads of a device value by the host (syncs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops, self.copies, self.syncs = 0, 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        out = func(*args, **kwargs)
+        if packet in flop_registry:
+            self.flops += flop_registry[packet](*args, **kwargs, out_val=out)
+        name = packet.__name__
+        if name in ("_to_copy", "copy_"):
+            src = args[1] if name == "copy_" else args[0]
+            self.copies += src.device != out.device
+        self.syncs += name == "_local_scalar_dense"
+        return out
+
+
+def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[int, int]):
+    """Model, loss, optimiser and one batch on `device`, as train.py builds them."""
+    mcfg, lcfg = variant_configs(load_params(ROOT / "params.yaml"), variant)
+    with torch.device(device):
+        model = build_model(mcfg)
+        loss_fn = GLSGNLoss(lcfg, model)
+    if torch.device(device).type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    h, w = size
+    gs = mcfg.global_scale
+    x = torch.rand(batch, 3, crop, crop, device=device)
+    xg = torch.rand(batch, 3, h // gs, w // gs, device=device)
+    y0, x0 = (h - crop) // 2 // 16 * 16, (w - crop) // 2 // 16 * 16
+    region = Region((h, w), (y0, y0 + crop, x0, x0 + crop))
+    b = TrainBatch(x, x.clone(), xg, xg.clone(), region=region)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    return model, loss_fn, opt, b
+
+
+def _one_step(model, loss_fn, opt, b, amp) -> None:
+    with torch.autocast(b.x.device.type, dtype=torch.bfloat16, enabled=amp):
+        terms = loss_fn(model(b.x, global_view=b.x_global, region=b.region), b)
+    opt.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> dict:
+    """FLOPs per sample and device traffic of one training step, counted on the meta device
+    (shapes only): a copy from the host there is an upload on a GPU, a read a sync.
+    The optimiser is left out: on the meta device it takes a per-tensor path that reads each
+    step counter, where CUDA's fused path reads none."""
+    model, loss_fn, opt, b = _step_setup(variant, "meta", crop, batch, size)
+    model(b.x, global_view=b.x_global, region=b.region)  # first call builds cached index taps
+    counter = StepCounter()
+    with counter:
+        terms = loss_fn(model(b.x, global_view=b.x_global, region=b.region), b)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    return {"gflop_per_sample": counter.flops / batch / 1e9, "uploads": counter.copies,
+            "syncs": counter.syncs}  # fmt: skip
+
+
+def step_speed(variant: str, crop: int, batch: int, size: tuple[int, int], device: str,
+               steps: int) -> float:
+    """Samples/s of the model step alone, the batch already on the device."""
+    model, loss_fn, opt, b = _step_setup(variant, device, crop, batch, size)
+    amp = torch.device(device).type == "cuda"
+    for _ in range(3):  # warm-up: cuDNN picks its kernels, taps are cached
+        _one_step(model, loss_fn, opt, b, amp)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _one_step(model, loss_fn, opt, b, amp)
+    _sync(device)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step_section(s: Setup) -> list[Row]:
+    """The training step of GLSGN against fullres at the same crop and batch: FLOPs and
+    host-device traffic counted on the meta device; samples/s timed on `s.device`."""
+    size = s.image_size
+    rows, flops = [], {}
+    for variant in ("full", "fullres"):
+        c = step_counts(variant, s.step_crop, s.step_batch, size)
+        flops[variant] = c["gflop_per_sample"]
+        rows += [
+            (f"{variant}: GFLOP per sample (forward + backward)", f"{flops[variant]:.1f}", "GFLOP"),
+            (f"{variant}: host-to-device copies per step", str(c["uploads"]), ""),
+            (f"{variant}: device reads by the host per step", str(c["syncs"]), ""),
+        ]
+    rows.append(("full / fullres FLOPs per sample", f"{flops['full'] / flops['fullres']:.2f}", "x"))
+    if s.device != "cpu" or s.cpu_steps:
+        rate = {v: step_speed(v, s.step_crop, s.step_batch, size, s.device, s.steps)
+                for v in ("full", "fullres")}  # fmt: skip
+        rows += [(f"{v}: model step samples/s on {s.device}", f"{r:.1f}", "1/s")
+                 for v, r in rate.items()]  # fmt: skip
+        rows.append(("full / fullres samples/s", f"{rate['full'] / rate['fullres']:.2f}", "x"))
+    return rows
+
+
+# Each section takes the Setup and returns rows for the table.
+SECTIONS: dict[str, Callable[[Setup], list[Row]]] = {
+    "data": data_section,
+    "step": step_section,
+}
 
 
 def main() -> None:
@@ -106,21 +238,31 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--uncached-samples", type=int, default=4)
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    p.add_argument("--step-crop", type=int, default=512, help="model step: crop side")
+    p.add_argument("--step-batch", type=int, default=4, help="model step: batch size")
+    p.add_argument("--steps", type=int, default=20, help="model step: timed steps")
+    p.add_argument("--device", default="cpu", help="model step: where it is timed (cuda: bf16)")
+    p.add_argument("--cpu-steps", action="store_true", help="time the model step on the CPU too")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="train_throughput.") as tmp:
         t0 = time.perf_counter()
-        root = write_pairs(Path(tmp) / "train", args.pairs, h, w)
-        print(f"wrote {args.pairs} pairs of {w}x{h} in {time.perf_counter() - t0:.1f} s (untimed)")
+        root = Path(tmp) / "train"
+        if "data" in args.sections:
+            write_pairs(root, args.pairs, h, w)
+            print(f"wrote {args.pairs} pairs of {w}x{h} in {time.perf_counter() - t0:.1f} s "
+                  "(untimed)")  # fmt: skip
         setup = Setup(
             root, Path(tmp) / "cache", args.crop or None, args.multiple, args.global_scale,
-            args.batch, args.samples, args.uncached_samples,
+            args.batch, args.samples, args.uncached_samples, (h, w), args.step_crop,
+            args.step_batch, args.steps, args.device, args.cpu_steps,
         )  # fmt: skip
         print(f"\n{args.pairs} pairs {w}x{h}, crop {args.crop or 'whole image'}, multiple "
               f"{args.multiple}, global scale {args.global_scale}, one process\n")  # fmt: skip
         print("| section | what | value | unit |\n|---|---|---|---|")
-        for name, section in SECTIONS:
-            for what, value, unit in section(setup):
+        for name in args.sections:
+            for what, value, unit in SECTIONS[name](setup):
                 print(f"| {name} | {what} | {value} | {unit} |", flush=True)
 
 

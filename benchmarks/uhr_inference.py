@@ -29,7 +29,13 @@ import time
 from pathlib import Path
 
 from glsgn.atomic import atomic_write
-from glsgn.config import BENCHMARK_SIZES, benchmark_size, load_params, variant_configs
+from glsgn.config import (
+    BENCHMARK_SIZES,
+    benchmark_size,
+    load_params,
+    parse_memory,
+    variant_configs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,23 +54,33 @@ def _child(args: argparse.Namespace) -> None:
     h, w = benchmark_size(args.size)
     amp = args.precision != "fp32"
 
+    patch = None if args.patch_size is None else (
+        args.patch_size if args.patch_size == "auto" else int(args.patch_size))
+
     def run(x):
         if args.mode == "stream":
-            return restore(model, x, device=dev, precision=args.precision, progress=False)
+            return restore(model, x, device=dev, precision=args.precision, patch_size=patch,
+                           max_memory=args.max_memory, progress=False)  # fmt: skip
         with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
             return model.to(dev)(x[None].to(dev)).b_out[0].float().cpu()
 
     run(torch.rand(3, 256, 256))  # warm-up: kernels and thread pools start outside the timing
     x = torch.rand(3, h, w)
     base_rss = _rss_mb()
+    if args.repeat > 1:  # warm at this very size: cuDNN's choices, cached taps, memory probe
+        run(x)
     if dev.type == "cuda":
         torch.cuda.synchronize()
+        base_cuda = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    y = run(x)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        y = run(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    seconds = min(times)
     assert y.shape == x.shape
     result = {
         "model": args.model,
@@ -76,12 +92,23 @@ def _child(args: argparse.Namespace) -> None:
         "threads": torch.get_num_threads(),
         "precision": args.precision,
         "params": sum(p.numel() for p in model.parameters()),
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 3 if dev.type == "cuda" else 2),
+        "repeat": args.repeat,
+        "patch_size": args.patch_size if args.mode == "stream" else "whole",
+        "max_memory": args.max_memory,
         "peak_rss_mb": round(_peak_rss_mb()),
         "rss_before_mb": round(base_rss),
     }
     if dev.type == "cuda":
-        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        result["peak_cuda_mb"] = round((torch.cuda.max_memory_allocated() - base_cuda) / 2**20)
+        if args.mode == "stream":
+            from glsgn.restore import choose_patch
+
+            m = model.pad_multiple
+            hp, wp = -(-h // m) * m, -(-w // m) * m
+            result["patch_used"], _ = choose_patch(model, (hp, wp), dev, args.precision,
+                                                   patch or model.cfg.patch_size,
+                                                   parse_memory(args.max_memory))  # fmt: skip
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -102,7 +129,11 @@ def _available_mb() -> float:
 
 def _run_case(model: str, mode: str, size: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", "--model", model, "--mode", mode, "--size", size,
-           "--device", args.device, "--precision", args.precision]  # fmt: skip
+           "--device", args.device, "--precision", args.precision,
+           "--repeat", str(args.repeat)]  # fmt: skip
+    for flag, value in (("--patch-size", args.patch_size), ("--max-memory", args.max_memory)):
+        if value is not None:
+            cmd += [flag, str(value)]
     if args.params:
         cmd += ["--params", str(args.params.resolve())]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -123,6 +154,13 @@ def main() -> None:
                    help="the model, sizes, device and precision from this params file "
                    "(default: the model of the repository's params.yaml)")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--patch-size", help="streamed cases: auto or a side (default: the model's)")
+    p.add_argument("--max-memory", help="streamed cases on cuda: a device memory cap, e.g. 2GB")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="timed runs per case after a warm-up at the same size; the best counts")
+    p.add_argument("--cases", nargs="+",
+                   default=["glsgn:stream", "fullres:stream", "fullres:whole"],
+                   help="MODEL:MODE pairs (glsgn or fullres; stream or whole)")  # fmt: skip
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default="glsgn", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="stream", help=argparse.SUPPRESS)
@@ -136,7 +174,7 @@ def main() -> None:
     for name in args.sizes:
         benchmark_size(name)  # a bad size fails here, before any case runs
 
-    cases = [("glsgn", "stream"), ("fullres", "stream"), ("fullres", "whole")]
+    cases = [tuple(c.split(":")) for c in args.cases]
     results, peaks = [], {}
     for size in args.sizes:
         for model, mode in cases:
@@ -160,15 +198,19 @@ def main() -> None:
                 peaks[(model, mode)] = (benchmark_size(size), peak)
 
     mem = "peak CUDA MB" if any("peak_cuda_mb" in r for r in results) else "peak RSS MB"
-    print(f"\n| size | model | mode | seconds | {mem} |\n|---|---|---|---|---|")
+    print(f"\n| size | model | mode | patch | seconds | {mem} |\n|---|---|---|---|---|---|")
     for r in results:
         h, w = benchmark_size(r["size"])
         name = r["size"] if r["size"] in BENCHMARK_SIZES else ""
         if "error" in r:
-            print(f"| {name} {w}x{h} | {r['model']} | {r['mode']} | - | {r['error']} |")
+            print(f"| {name} {w}x{h} | {r['model']} | {r['mode']} | | - | {r['error']} |")
         else:
             peak = r.get("peak_cuda_mb", r["peak_rss_mb"])
-            print(f"| {name} {w}x{h} | {r['model']} | {r['mode']} | {r['seconds']} | {peak} |")
+            patch = r.get("patch_used", r.get("patch_size")) or "model"
+            if r.get("max_memory"):
+                patch = f"{patch} (cap {r['max_memory']})"
+            print(f"| {name} {w}x{h} | {r['model']} | {r['mode']} | {patch} | {r['seconds']} "
+                  f"| {peak} |")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(args.json) as f:

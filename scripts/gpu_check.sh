@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU (about 8 minutes): the tests that use CUDA; the 4K and 8K
-# inference benchmark in bf16 (and GLSGN in fp32 at 4K for comparison); 200 training steps on
-# 4K pairs in bf16 with samples per second and peak memory. Results go to $OUT
-# (default /tmp/gpu_check). The GPU machine's image has torch, torchvision and timm; anything
-# else glsgn imports travels as wheels in .whl/ (see README, "GPUs"). dvclive may be missing:
-# training then logs its metrics instead of writing them.
+# One prepared run for a lent GPU (about 5 minutes), ending in one table:
+#   the CUDA tests (exactness of streamed restore, fp32 without TF32, every variant; the cap);
+#   restore 4K and 8K in bf16 with patch auto, 4K under a 2 GB cap, fullres whole for reference;
+#   the loader's samples/s per worker on 4K pairs; the model step alone (glsgn and fullres, crop
+#   512, batch 4, bf16); end-to-end training samples/s on 4K pairs.
+# Results go to $OUT (default /tmp/gpu_check). The GPU machine's image has torch, torchvision,
+# timm, opencv, tifffile, pillow and pytest; dvclive is optional (training then logs its metrics).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
@@ -18,7 +19,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 python3 - <<'PY' || exit 1
 import importlib, sys
-need = ("torch", "numpy", "yaml", "tqdm", "pytest", "cv2", "tifffile", "PIL")
+need = ("torch", "numpy", "yaml", "tqdm", "pytest", "cv2", "tifffile", "PIL", "timm")
 missing = [m for m in need if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"gpu_check: missing Python packages {missing}: carry them as wheels in .whl/")
@@ -28,15 +29,26 @@ PY
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
 echo "== CUDA tests"
-timeout 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_restore.py 2>&1 \
-  | tee "$OUT/cuda_tests.log"
-echo "== inference benchmark, bf16, 4K and 8K"
-timeout 240 python3 benchmarks/uhr_inference.py --sizes 4K 8K --device cuda --precision bf16 \
-  --json "$OUT/bench_bf16.json" 2>&1 | tee "$OUT/bench_bf16.log"
-echo "== inference benchmark, fp32, 4K"
-timeout 90 python3 benchmarks/uhr_inference.py --sizes 4K --device cuda --precision fp32 \
-  --json "$OUT/bench_fp32.json" 2>&1 | tee "$OUT/bench_fp32.log"
-echo "== training: 4K pairs, 200 steps, crops of 512, batch 4, bf16"
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_restore.py 2>&1 \
+  | tail -15 | tee "$OUT/cuda_tests.log"
+B="timeout 150 python3 benchmarks/uhr_inference.py --device cuda --precision bf16 --repeat 3"
+echo "== restore, bf16, patch auto: 4K and 8K; fullres whole for reference"
+$B --sizes 4K 8K --patch-size auto --cases glsgn:stream fullres:whole \
+  --json "$OUT/restore_auto.json" 2>&1 | tail -8
+echo "== restore 4K, bf16, under a 2 GB cap; and at patch 512"
+$B --sizes 4K --patch-size auto --max-memory 2GB --cases glsgn:stream \
+  --json "$OUT/restore_cap.json" 2>&1 | tail -3
+$B --sizes 4K --patch-size 512 --cases glsgn:stream --json "$OUT/restore_512.json" 2>&1 | tail -3
+echo "== restore 4K, fp32 (TF32 as torch defaults it), patch auto"
+timeout 90 python3 benchmarks/uhr_inference.py --device cuda --precision fp32 --repeat 3 \
+  --sizes 4K --patch-size auto --cases glsgn:stream --json "$OUT/restore_fp32.json" 2>&1 | tail -3
+echo "== loader (one process) and model step"
+timeout 120 python3 benchmarks/train_throughput.py --sections data --pairs 2 --samples 100 \
+  2>&1 | tee "$OUT/loader.log" | tail -8
+timeout 120 python3 benchmarks/train_throughput.py --sections step --device cuda --steps 20 \
+  2>&1 | tee "$OUT/step.log" | tail -12
+
+echo "== training end to end: 4K pairs, 120 steps, crop 512, batch 4, bf16, workers auto"
 WORK=/tmp/gpu_train
 rm -rf "$WORK" && mkdir -p "$WORK"
 python3 - "$WORK" <<'PY'
@@ -45,13 +57,51 @@ work = sys.argv[1]
 p = yaml.safe_load(open("params.yaml"))
 p["data"].update(size=[2160, 3840], splits={"train": 4, "val": 1, "test": 1})
 p["train"].update(runs={"reflection-full": {"task": "reflection", "variant": "full"}},
-                  steps=200, batch_size=4, crop=512, warmup=20, val_every=200,
-                  checkpoint_every=100, log_every=20, amp="bf16", workers=4)
+                  steps=120, batch_size=4, crop=512, warmup=10, val_every=120,
+                  checkpoint_every=120, log_every=20, amp="bf16", workers=None)
 yaml.safe_dump(p, open(f"{work}/params.yaml", "w"), sort_keys=False)
 PY
 ln -s "$PWD/assets/starter" "$WORK/raw"
-(cd "$WORK" && timeout 120 python3 -m glsgn prepare reflection --raw raw --quiet \
-  && timeout 300 python3 -m glsgn train reflection-full --quiet) 2>&1 | tee "$OUT/train.log"
-# With dvclive the summary is a file; without it the figures are in the log.
-cat "$WORK/dvclive/reflection-full/metrics.json" 2>/dev/null | tee "$OUT/train_metrics.json" \
-  || grep -E "samples_per_s|peak_cuda_mb" "$OUT/train.log" | tail -4
+(cd "$WORK" && timeout 100 python3 -m glsgn prepare reflection --raw raw --quiet \
+  && timeout 150 python3 -m glsgn train reflection-full --quiet) > "$OUT/train.log" 2>&1
+tail -3 "$OUT/train.log"
+
+python3 - "$OUT" <<'PY'
+import json, re, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+rows = []
+def bench(name, label):
+    try:
+        for r in json.loads((out / name).read_text()):
+            what = f"restore {r['size']} {r['model']} {r['mode']} {r.get('precision', '')}"
+            if "error" in r:
+                rows.append((f"{what} {label}", r["error"], ""))
+                continue
+            patch = r.get("patch_used", "whole")
+            rows.append((f"{what} {label}, patch {patch}", f"{r['seconds'] * 1000:.0f} ms",
+                         f"{r.get('peak_cuda_mb', '?')} MB"))
+    except (OSError, ValueError) as e:
+        rows.append((name, f"missing ({e.__class__.__name__})", ""))
+bench("restore_auto.json", "auto")
+bench("restore_cap.json", "auto, cap 2GB")
+bench("restore_512.json", "")
+bench("restore_fp32.json", "auto")
+tests = (out / "cuda_tests.log").read_text().strip().splitlines()
+rows.append(("CUDA tests", tests[-1] if tests else "no output", ""))
+for log in ("loader.log", "step.log"):
+    text = (out / log).read_text() if (out / log).exists() else ""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and (cells[0] == "step" or cells[0] == "data" and cells[3] == "1/s"):
+            rows.append((cells[1], cells[2], cells[3]))
+train = (out / "train.log").read_text() if (out / "train.log").exists() else ""
+rate = re.findall(r"train/samples_per_s ([0-9.e+-]+)", train)
+peak = re.findall(r"train/peak_cuda_mb ([0-9.e+-]+)", train)
+rows.append(("training end to end (4K pairs, crop 512, batch 4, bf16)",
+             f"{float(rate[-1]):.1f} samples/s" if rate else "no figure (see train.log)",
+             f"{float(peak[-1]):.0f} MB" if peak else ""))
+print("\n| check | value | memory / unit |\n|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+PY

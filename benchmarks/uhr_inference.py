@@ -51,6 +51,8 @@ def _child(args: argparse.Namespace) -> None:
     cfg = variant_configs(params, "fullres" if args.model == "fullres" else "full")[0]
     model = build_model(cfg).eval()
     dev = resolve_device(args.device)
+    # as `glsgn restore` sets it: cuDNN times its kernels once per shape, unless memory is capped
+    torch.backends.cudnn.benchmark = dev.type == "cuda" and args.max_memory is None
     h, w = benchmark_size(args.size)
     amp = args.precision != "fp32"
 

@@ -135,6 +135,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         opts = _restore_options(args)
         device = resolve_device(opts.device)
+        if device.type == "cuda" and opts.max_memory is None:
+            # cuDNN times its kernels once per shape; the trials' workspaces could pass a cap
+            torch.backends.cudnn.benchmark = True
         if parse_memory(opts.max_memory) and device.type != "cuda":
             raise ValueError(f"--max-memory caps device memory on cuda; the device is {device}")
         model, meta = load_checkpoint(args.checkpoint)

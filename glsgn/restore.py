@@ -130,7 +130,7 @@ def choose_patch(
     free, _ = torch.cuda.mem_get_info(dev)
     budget = min(0.9 * free, max_memory or math.inf)
     bpp = _MARGIN * _bytes_per_pixel(model, dev, precision)
-    halo = patch_sides(model, cfg.align)["halos"][0]
+    halo = max(patch_sides(model, cfg.align)["halos"], default=0)  # global_only: none
     floor = h * w / model.global_factor**2 if isinstance(model, GLSGN) else 0
 
     def cost(p: int) -> float:

@@ -174,6 +174,7 @@ def _device() -> tuple[torch.device, int, int]:
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes
     else:
         device = torch.device("cpu")
         torch.use_deterministic_algorithms(True)
@@ -286,8 +287,9 @@ def train(
     bar = tqdm(total=tcfg.steps, initial=start, desc=f"train {run}", unit="step",
                disable=not progress or rank != 0)  # fmt: skip
 
-    # --- steps; the time spent validating and saving is not training time
-    t0, paused = time.perf_counter(), 0.0
+    # --- steps; samples/s is measured over each log interval (the first one includes start-up)
+    # and the time spent validating and saving is not training time
+    t_log, n_log, paused = time.perf_counter(), start, 0.0
     for step, b in zip(range(start, tcfg.steps), loader, strict=True):
         model.train()
         terms, grad_norm = _step(net, model, loss_fn, opt, sched, scaler, _to_device(b, device),
@@ -302,9 +304,10 @@ def train(
                 live.log_metric(f"train/{k}", float(v.detach()))
             live.log_metric("train/lr", sched.get_last_lr()[0])
             live.log_metric("train/grad_norm", float(grad_norm))
-            seconds = time.perf_counter() - t0 - paused
-            live.log_metric("train/samples_per_s",
-                            (done - start) * tcfg.batch_size * world / seconds)  # fmt: skip
+            now = time.perf_counter()
+            live.log_metric("train/samples_per_s", (done - n_log) * tcfg.batch_size * world /
+                            (now - t_log - paused))  # fmt: skip
+            t_log, n_log, paused = now, done, 0.0
             if device.type == "cuda":
                 live.log_metric("train/peak_cuda_mb", torch.cuda.max_memory_allocated() / 2**20)
             bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")

@@ -71,24 +71,36 @@ class Region:
         return t[..., sy, sx]
 
 
-@functools.lru_cache(maxsize=1024)
-def _taps(
-    n_src: int, n_dst: int, device: torch.device, dtype: torch.dtype
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+@functools.lru_cache(maxsize=256)
+def _axis_taps(n_src: int, n_dst: int, device: torch.device, dtype: torch.dtype):
     """Bilinear taps along one whole axis, half-pixel centres (align_corners=False), edges
-    clamped: (i0, i1, 1 - w, w). Built once per geometry and kept on the device, so a patch
-    takes a slice of them instead of building and uploading index tensors every call."""
+    clamped: indices (2, n_dst) = [i0; i1] and weights (2, n_dst) = [1 - w; w]. Built once per
+    geometry and kept on the device: a patch takes a slice, nothing is uploaded per call."""
     with torch.inference_mode(False):  # cached: must serve autograd too
-        return _build_taps(n_src, n_dst, device, dtype)
+        y = torch.arange(n_dst, dtype=torch.float64)
+        s = ((y + 0.5) * (n_src / n_dst) - 0.5).clamp(0, n_src - 1)
+        i0 = s.floor()
+        w = (s - i0).to(dtype)
+        idx = torch.stack([i0, (i0 + 1).clamp(max=n_src - 1)]).long()
+        return idx.to(device), torch.stack([1 - w, w]).to(device)
 
 
-def _build_taps(n_src, n_dst, device, dtype):
-    y = torch.arange(n_dst, dtype=torch.float64)
-    s = ((y + 0.5) * (n_src / n_dst) - 0.5).clamp(0, n_src - 1)
-    i0 = s.floor()
-    w = (s - i0).to(dtype)
-    i1 = (i0 + 1).clamp(max=n_src - 1)
-    return i0.long().to(device), i1.long().to(device), (1 - w).to(device), w.to(device)
+@functools.lru_cache(maxsize=2048)
+def _taps(
+    n_src: int, n_dst: int, d: tuple[int, int], s: tuple[int, int], trailing: int,
+    device: torch.device, dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """The taps of destination pixels d[0]:d[1] for a source tensor covering s[0]:s[1]: flat
+    indices (2n,) into it and weights (2, n, 1 x `trailing`), ready to broadcast. Cached per
+    call geometry, so a repeated call (every step of whole-image training, every restore of
+    one size) dispatches no index arithmetic at all."""
+    idx, w = _axis_taps(n_src, n_dst, device, dtype)
+    with torch.inference_mode(False):
+        idx, w = idx[:, d[0] : d[1]], w[:, d[0] : d[1]]
+        if s != (0, n_src):
+            # Indices outside the source tensor only occur in a halo, whose values are discarded.
+            idx = (idx - s[0]).clamp(0, s[1] - s[0] - 1)
+        return idx.reshape(-1), w.reshape(2, d[1] - d[0], *(1,) * trailing)
 
 
 def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
@@ -99,21 +111,13 @@ def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
     if src.size == dst.size:
         return src.crop(t, dst)
     out = t
-    for axis, (n_s, n_d, d0, d1, s0, s1) in enumerate(
-        (
-            (src.size[0], dst.size[0], dst.box[0], dst.box[1], src.box[0], src.box[1]),
-            (src.size[1], dst.size[1], dst.box[2], dst.box[3], src.box[2], src.box[3]),
-        )
-    ):
+    for axis in (0, 1):
         dim = out.dim() - 2 + axis
-        i0, i1, w0, w1 = (v[d0:d1] for v in _taps(n_s, n_d, out.device, out.dtype))
-        if s0 or s1 != n_s:
-            # Indices outside the source tensor only occur in a halo, whose values are discarded.
-            i0, i1 = ((i - s0).clamp_(0, s1 - s0 - 1) for i in (i0, i1))
-        shape = [1] * out.dim()
-        shape[dim] = -1
-        w0, w1 = w0.view(shape), w1.view(shape)
-        out = out.index_select(dim, i0) * w0 + out.index_select(dim, i1) * w1
+        span = slice(2 * axis, 2 * axis + 2)
+        idx, w = _taps(src.size[axis], dst.size[axis], dst.box[span], src.box[span], 1 - axis,
+                       out.device, out.dtype)  # fmt: skip
+        # Both taps in one gather; weighting them and summing the pair is w0 a + w1 b.
+        out = (out.index_select(dim, idx).unflatten(dim, (2, -1)) * w).sum(dim)
     return out
 
 

@@ -197,9 +197,8 @@ def restore(
     x = _as_image(image)
     h, w = x.shape[-2:]
     was_training = model.training
-    model.eval().to(dev)
-    if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    # channels_last: faster convolutions on CUDA and on the CPU (measured in README)
+    model.eval().to(dev, memory_format=torch.channels_last)
     try:
         m = model.pad_multiple
         hp, wp = _round_up(h, m), _round_up(w, m)

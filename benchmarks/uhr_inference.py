@@ -64,7 +64,9 @@ def _child(args: argparse.Namespace) -> None:
             return restore(model, x, device=dev, precision=args.precision, patch_size=patch,
                            max_memory=args.max_memory, progress=False)  # fmt: skip
         with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
-            return model.to(dev)(x[None].to(dev)).b_out[0].float().cpu()
+            cl = torch.channels_last  # as restore runs every model
+            return model.to(dev, memory_format=cl)(x[None].to(dev, memory_format=cl)).b_out[
+                0].float().cpu()  # fmt: skip
 
     run(torch.rand(3, 256, 256))  # warm-up: kernels and thread pools start outside the timing
     x = torch.rand(3, h, w)

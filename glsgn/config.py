@@ -66,7 +66,7 @@ class ModelConfig:
     cue_channels: int = 8  # channels of the F_g / F_{i-1} cues handed to local encoders
     fusion_channels: int = 8  # width of the ResBlocks inside the Laplacian-pyramid fusion
     fusion_blocks: int = 2  # ResBlocks between concat(h_n, B_n) and the mask
-    patch_size: int = 384  # local-pathway patch side at inference, in that pathway's pixels
+    patch_size: int = 256  # local-pathway patch side at inference, in that pathway's pixels
     halo: int | None = None  # context around each patch; null: the receptive field
     # Ablation switches (the baselines of the pipeline issue).
     global_pathway: bool = True

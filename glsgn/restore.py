@@ -197,6 +197,9 @@ def restore(
     x = _as_image(image)
     h, w = x.shape[-2:]
     was_training = model.training
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    layout = (torch.channels_last if weights[0].is_contiguous(memory_format=torch.channels_last)
+              else torch.contiguous_format)  # fmt: skip
     # channels_last: faster convolutions on CUDA and on the CPU (measured in README)
     model.eval().to(dev, memory_format=torch.channels_last)
     try:
@@ -211,8 +214,8 @@ def restore(
         xp, _ = pad_to_multiple(_finite(x), m)
         with _autocast(dev, precision):
             out = stream(model, xp, patch, halo, progress)[0, :, :h, :w]
-    finally:
-        model.train(was_training)
+    finally:  # the caller's model as it was (training numerics depend on the layout)
+        model.train(was_training).to(memory_format=layout)
     if out.is_cuda:  # one download, into pinned memory
         host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
         host.copy_(out, non_blocking=True)

@@ -170,3 +170,15 @@ def test_lpips_loads_backbone_weights_from_a_file(tmp_path, monkeypatch):
     with torch.no_grad():
         assert torch.allclose(model(x, y), reference(x, y), atol=1e-6)
     assert load_lpips(str(tmp_path / "missing.pth"))[0] is None
+
+
+def test_loader_workers_default_to_the_machine(monkeypatch):
+    from glsgn.train import _workers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert _workers(TrainConfig(workers=3), cpu) == 3
+    assert _workers(TrainConfig(), cpu) == 0  # a worker would take a core from the step
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert _workers(TrainConfig(), cuda) == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert _workers(TrainConfig(), cuda) == 1

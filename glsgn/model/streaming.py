@@ -68,7 +68,7 @@ def patch_sides(model: GLSGN | FullResNet, patch: int) -> dict[str, int | list[i
         "patches": [_round_up(patch, max(cfg.align, r)) for r in ratios],
         "halos": [_round_up(model.local_radius(k) + r, max(cfg.align, r))
                   for k, r in enumerate(ratios)],  # fmt: skip
-        "fusion_patch": _round_up(2 * patch, 2 * max(factors, default=1)),
+        "fusion_patch": _round_up(patch, 2 * max(factors, default=1)),
     }
 
 

@@ -140,8 +140,9 @@ def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[in
     with torch.device(device):
         model = build_model(mcfg)
         loss_fn = GLSGNLoss(lcfg, model)
-    if torch.device(device).type == "cuda":
+    if torch.device(device).type == "cuda":  # as train.py runs it
         model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
     h, w = size
     gs = mcfg.global_scale
     x = torch.rand(batch, 3, crop, crop, device=device)

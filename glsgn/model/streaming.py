@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .fullres import FullResNet
 from .glsgn import GLSGN
@@ -122,9 +123,7 @@ def _stream_fullres(
     return out
 
 
-def _bar(total: int, progress: bool):
-    from tqdm.auto import tqdm
-
+def _bar(total: int, progress: bool) -> tqdm:
     return tqdm(total=total, desc="restore", unit="patch", disable=not progress)
 
 

@@ -91,13 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=None, help="default: data/prepared/TASK")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    t = sub.add_parser("train", help="the train@RUN stage (runs under torchrun too)")
+    t = sub.add_parser("train", help="the train@RUN-SEED stage (runs under torchrun too)")
     t.add_argument("run", help="a key of train.runs in params.yaml, e.g. reflection-full")
+    t.add_argument("--seed", type=int, help="the training seed (default: the first of train.seeds)")
     t.add_argument("--params", type=Path, default=Path("params.yaml"))
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    e = sub.add_parser("evaluate", help="the evaluate@RUN stage: full-resolution test metrics")
+    e = sub.add_parser("evaluate", help="the evaluate@RUN-SEED stage: full-resolution test metrics")
     e.add_argument("run", help="a key of train.runs in params.yaml")
+    e.add_argument("--seed", type=int, help="the model's training seed (default: the first)")
     e.add_argument("--params", type=Path, default=Path("params.yaml"))
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -237,7 +239,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     return _stage(
         "train",
-        lambda: train(args.run, load_params(args.params), progress=not args.quiet),
+        lambda: train(args.run, load_params(args.params), seed=args.seed,
+                      progress=not args.quiet),
         (ConfigError, TrainError, BackboneError, PairedFolderError),
     )
 
@@ -248,7 +251,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     return _stage(
         "evaluate",
-        lambda: evaluate(args.run, load_params(args.params), progress=not args.quiet),
+        lambda: evaluate(args.run, load_params(args.params), seed=args.seed,
+                         progress=not args.quiet),
         (ConfigError, CheckpointError, PairedFolderError, TrainError, ValueError),
     )
 

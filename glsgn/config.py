@@ -392,6 +392,39 @@ def _default_runs() -> dict[str, RunSpec]:
 
 
 @dataclass(frozen=True)
+class RunPaths:
+    """Where the pipeline keeps one run trained at one seed, relative to the repository: the
+    one definition train, evaluate, dvc.yaml and the notebooks' loaders share."""
+
+    run: str
+    seed: int
+
+    @property
+    def model(self) -> Path:
+        return Path("models") / self.run / f"seed{self.seed}.pt"
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path("checkpoints") / self.run / f"seed{self.seed}" / "last.pt"
+
+    @property
+    def live(self) -> Path:
+        return Path("dvclive") / self.run / f"seed{self.seed}"
+
+    @property
+    def metrics(self) -> Path:
+        return Path("metrics") / self.run / f"seed{self.seed}.json"
+
+    @property
+    def per_image(self) -> Path:
+        return self.metrics.with_suffix(".csv")
+
+    @property
+    def restored(self) -> Path:
+        return Path("reports") / "restored" / self.run / f"seed{self.seed}"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The training recipe (train@run stages)."""
 
@@ -406,7 +439,7 @@ class TrainConfig:
     lr_min: float = 1e-5
     clip: float = 1.0  # gradient-norm clipping
     workers: int | None = None  # DataLoader workers; null: one per spare core on cuda, 0 on cpu
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)  # every run trains once per seed (train@RUN-SEED stages)
     checkpoint_every: int = 40  # steps between resumable checkpoints
     val_every: int = 40  # steps between validation PSNR measurements
     log_every: int = 5
@@ -436,7 +469,10 @@ class TrainConfig:
         _require(0 <= self.lr_min <= self.lr, f"{p}.lr_min", "in [0, train.lr]", self.lr_min)
         _require(0 <= self.weight_decay <= 1, f"{p}.weight_decay", "in [0, 1]", self.weight_decay)
         _require(self.clip > 0, f"{p}.clip", "a number > 0", self.clip)
-        _require(0 <= self.seed < 2**32, f"{p}.seed", "an int in [0, 2^32)", self.seed)
+        _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), f"{p}.seeds",
+                 "a list of distinct seeds", list(self.seeds))  # fmt: skip
+        for i, seed in enumerate(self.seeds):
+            _require(0 <= seed < 2**32, f"{p}.seeds[{i}]", "an int in [0, 2^32)", seed)
 
 
 @dataclass(frozen=True)

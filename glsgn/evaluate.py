@@ -1,10 +1,11 @@
-"""Full-resolution evaluation: `glsgn evaluate RUN` (the evaluate@RUN stage).
+"""Full-resolution evaluation: `glsgn evaluate RUN --seed S` (the evaluate@RUN-S stage).
 
 Every test image is restored whole with `glsgn.restore` (patch-streamed, seam-free). PSNR and
 SSIM come from scikit-image, LPIPS from the lpips package. LPIPS needs ImageNet AlexNet weights:
 from torch's hub cache, or a file named in `evaluate.lpips_backbone`. Nothing is downloaded,
-and without weights LPIPS is recorded as null with the reason. Writes
-metrics/{task}/{variant}.json, a per-image CSV, and the first restored images for the figures.
+and without weights LPIPS is recorded as null with the reason. Writes metrics/RUN/seedS.json,
+every image's metrics in metrics/RUN/seedS.csv (what glsgn.stats pairs across variants), and
+the first restored images for the figures.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import load_checkpoint
-from .config import Params, variant_configs
+from .config import Params, RunPaths, variant_configs
 from .data.datasets import PairedImages
 from .data.io import write_image
 from .metrics import psnr_ssim
@@ -69,21 +70,31 @@ def _peak_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
 
-def evaluate(run: str, params: Params, root: Path = Path("."), progress: bool = True) -> dict:
-    """Evaluate models/RUN.pt on its task's test split; returns the metrics it wrote."""
+def evaluate(
+    run: str,
+    params: Params,
+    root: Path = Path("."),
+    seed: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate models/RUN/seedSEED.pt on its task's test split; writes the means
+    (metrics/RUN/seedSEED.json) and every image's metrics (.csv); returns the means."""
     if run not in params.train.runs:
         raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
     spec = params.train.runs[run]
+    seed = params.train.seeds[0] if seed is None else seed
+    paths = RunPaths(run, seed)
     mcfg, _ = variant_configs(params, spec.variant)
-    model, meta = load_checkpoint(root / "models" / f"{run}.pt", expect=mcfg)
+    model, meta = load_checkpoint(root / paths.model, expect=mcfg)
     device = resolve_device(params.evaluate.device)
     ds = PairedImages(root / "data" / "prepared" / spec.task / "test")
     lp, lp_note = load_lpips(params.evaluate.lpips_backbone)
     if lp is not None:
         lp = lp.to(device)
     null = "" if lp is not None else " (recorded as null; nothing is downloaded at run time)"
-    log.info("evaluate %s on %s: %d test images, LPIPS: %s%s", run, device, len(ds), lp_note, null)
-    keep_dir = root / "reports" / "restored" / run
+    log.info("evaluate %s seed %d on %s: %d test images, LPIPS: %s%s", run, seed, device, len(ds),
+             lp_note, null)  # fmt: skip
+    keep_dir = root / paths.restored
     keep_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in tqdm(range(len(ds)), desc=f"evaluate {run}", disable=not progress):
@@ -101,8 +112,8 @@ def evaluate(run: str, params: Params, root: Path = Path("."), progress: bool = 
             with torch.no_grad():
                 a = out.clamp(0, 1)[None].to(device) * 2 - 1
                 lp_value = float(lp(a, item["target"][None].to(device) * 2 - 1).item())
-        rows.append({"name": item["name"], "psnr": psnr, "ssim": ssim, "lpips": lp_value,
-                     "seconds": seconds, "peak_memory_mb": peak})  # fmt: skip
+        rows.append({"name": item["name"], "seed": seed, "psnr": psnr, "ssim": ssim,
+                     "lpips": lp_value, "seconds": seconds, "peak_memory_mb": peak})  # fmt: skip
         if i < params.evaluate.keep_images:
             write_image(keep_dir / f"{item['name']}.png", restored)
 
@@ -120,22 +131,22 @@ def evaluate(run: str, params: Params, root: Path = Path("."), progress: bool = 
         "peak_memory_kind": peak_kind,
         "n_images": len(rows),
         "run": run,
+        "seed": seed,
         "task": spec.task,
         "variant": spec.variant,
         "device": str(device),
         "train_steps": meta["extra"].get("steps"),
         "semantic_backbone": meta["extra"].get("semantic_backbone"),
     }
-    out_dir = root / "metrics" / spec.task
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out_dir / f"{spec.variant}.json") as f:
+    (root / paths.metrics).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(root / paths.metrics) as f:
         f.write((json.dumps(metrics, indent=1) + "\n").encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    with atomic_write(out_dir / f"{spec.variant}.csv") as f:
+    with atomic_write(root / paths.per_image) as f:
         f.write(buf.getvalue().encode())
-    log.info("%s: PSNR %.2f dB, SSIM %.4f, LPIPS %s", run, metrics["psnr"], metrics["ssim"],
-             metrics["lpips"])  # fmt: skip
+    log.info("%s seed %d: PSNR %.2f dB, SSIM %.4f, LPIPS %s", run, seed, metrics["psnr"],
+             metrics["ssim"], metrics["lpips"])  # fmt: skip
     return metrics

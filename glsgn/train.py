@@ -1,4 +1,4 @@
-"""Training, top to bottom: `glsgn train RUN` (the train@RUN stage).
+"""Training, top to bottom: `glsgn train RUN --seed S` (the train@RUN-S stage).
 
 AdamW with linear warm-up and cosine decay, gradient clipping, bf16 autocast and channels_last
 on CUDA, deterministic on the CPU. Batches are a pure function of (seed, step), and a
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import config_dict, config_diffs, save_checkpoint
-from .config import Params, RunSpec, TrainConfig, variant_configs
+from .config import Params, RunPaths, RunSpec, TrainConfig, variant_configs
 from .data.datasets import PairedImages, TrainCrops
 from .losses import GLSGNLoss, TrainBatch
 from .metrics import psnr
@@ -115,13 +115,14 @@ def _validate(model, root: Path, device: torch.device) -> float:
                                        progress=False), it["target"]) for it in ds]))  # fmt: skip
 
 
-def _state(model, opt, sched, step: int, run: str, mcfg, tcfg) -> dict:
+def _state(model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg) -> dict:
     return {
         "format": "glsgn-train-state",
         "run": run,
         "step": step,
         "model_config": config_dict(mcfg),
-        "train_config": config_dict(tcfg, skip=("runs",)),
+        # the runs and the other seeds are other stages: adding one must not stop this resuming
+        "train_config": {**config_dict(tcfg, skip=("runs", "seeds")), "seed": seed},
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
@@ -234,19 +235,23 @@ def train(
     run: str,
     params: Params,
     root: Path = Path("."),
+    seed: int | None = None,
     stop_at: int | None = None,
     progress: bool = True,
 ) -> Path | None:
-    """Train `run` (a key of train.runs); returns models/RUN.pt. `stop_at` ends the process's
-    work after that step, as a kill would (for tests and preemption drills)."""
+    """Train `run` (a key of train.runs) with `seed` (default: the first of train.seeds);
+    returns models/RUN/seedSEED.pt. `stop_at` ends the process's work after that step, as a
+    kill would (for tests and preemption drills)."""
     # --- setup
     if run not in params.train.runs:
         raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
     spec: RunSpec = params.train.runs[run]
     tcfg = params.train
+    seed = tcfg.seeds[0] if seed is None else seed
+    paths = RunPaths(run, seed)
     mcfg, lcfg = variant_configs(params, spec.variant)
     device, rank, world = _device()
-    torch.manual_seed(tcfg.seed)
+    torch.manual_seed(seed)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tcfg.amp)
     amp = amp if device.type == "cuda" else None
     model = build_model(mcfg).to(device)
@@ -255,36 +260,38 @@ def train(
     loss_fn = GLSGNLoss(lcfg, model).to(device)
     data_root = root / "data" / "prepared" / spec.task
     ds = TrainCrops(data_root / "train", tcfg.crop, model.pad_multiple, mcfg.global_scale,
-                    seed=tcfg.seed, cache=root / "data" / "cache", progress=progress)  # fmt: skip
+                    seed=seed, cache=root / "data" / "cache", progress=progress)  # fmt: skip
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
     scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
 
     # --- resume
-    state_path = root / "checkpoints" / run / "last.pt"
-    start = _resume(state_path, model, opt, sched, _state(model, opt, sched, 0, run, mcfg, tcfg))
+    state_path = root / paths.checkpoint
+    now = _state(model, opt, sched, 0, run, seed, mcfg, tcfg)
+    start = _resume(state_path, model, opt, sched, now)
     sb = loss_fn.backbone
     backbone, backbone_kind = (sb.source, sb.kind) if sb is not None else ("not used",) * 2
     workers = _workers(tcfg, device)
     log.log(
         logging.INFO if rank == 0 else logging.DEBUG,
-        "train %s: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
+        "train %s, seed %d: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
         "steps %d from %d, batch %d x %d, crop %s, lr %g, %d loader workers; "
         "semantic backbone: %s",
-        run, spec.task, spec.variant, mcfg.variant, sum(p.numel() for p in model.parameters()),
+        run, seed, spec.task, spec.variant, mcfg.variant,
+        sum(p.numel() for p in model.parameters()),
         len(ds), device, f" ({tcfg.amp} autocast)" if amp else "", tcfg.steps, start,
         tcfg.batch_size, world, tcfg.crop or "whole image", tcfg.lr, workers, backbone,
     )  # fmt: skip
     _warn_small_crop(model, tcfg.crop)
     net = DistributedDataParallel(model) if world > 1 else model
-    live = _live(root / "dvclive" / run, start > 0) if rank == 0 else None
+    live = _live(root / paths.live, start > 0) if rank == 0 else None
     if live is not None:
-        live.log_params({"run": run, "task": spec.task, "variant": spec.variant,
+        live.log_params({"run": run, "seed": seed, "task": spec.task, "variant": spec.variant,
                          "semantic_backbone": backbone})  # fmt: skip
-    sampler = StepBatches(len(ds), tcfg.batch_size, tcfg.seed, start, tcfg.steps, rank, world)
+    sampler = StepBatches(len(ds), tcfg.batch_size, seed, start, tcfg.steps, rank, world)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=_collate,
                         pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
-    bar = tqdm(total=tcfg.steps, initial=start, desc=f"train {run}", unit="step",
+    bar = tqdm(total=tcfg.steps, initial=start, desc=f"train {run} seed {seed}", unit="step",
                disable=not progress or rank != 0)  # fmt: skip
 
     # --- steps; samples/s is measured over each log interval (the first one includes start-up)
@@ -322,7 +329,7 @@ def train(
         if rank == 0 and (done % tcfg.checkpoint_every == 0 or last):
             state_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(state_path) as f:
-                torch.save(_state(model, opt, sched, done, run, mcfg, tcfg), f)
+                torch.save(_state(model, opt, sched, done, run, seed, mcfg, tcfg), f)
         paused += time.perf_counter() - t_pause
         if stop_at is not None and done >= stop_at:
             bar.close()
@@ -330,10 +337,11 @@ def train(
     bar.close()
 
     # --- release checkpoint
-    out_path = root / "models" / f"{run}.pt"
+    out_path = root / paths.model
     if rank == 0:
         save_checkpoint(out_path, model, extra={
-            "run": run, "task": spec.task, "variant": spec.variant, "steps": tcfg.steps,
+            "run": run, "seed": seed, "task": spec.task, "variant": spec.variant,
+            "steps": tcfg.steps,
             "loss": dataclasses.asdict(lcfg), "semantic_backbone": backbone_kind,
             "semantic_backbone_detail": backbone,
         })  # fmt: skip

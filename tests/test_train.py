@@ -56,14 +56,14 @@ def _fresh(root: Path, work: Path) -> Path:
 def test_training_lowers_the_loss(root, tmp_path):
     work = _fresh(root, tmp_path)
     train("reflection-full", _params(steps=40, val_every=40), work, progress=False)
-    rows = list(csv.DictReader(open(work / "dvclive/reflection-full/plots/metrics/train/total.tsv"),
-                               delimiter="\t"))  # fmt: skip
+    tsv = work / "dvclive/reflection-full/seed0/plots/metrics/train/total.tsv"
+    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
     losses = [float(r["total"]) for r in rows]
     assert len(losses) == 40
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8]), losses
-    summary = json.loads((work / "dvclive/reflection-full/metrics.json").read_text())
+    summary = json.loads((work / "dvclive/reflection-full/seed0/metrics.json").read_text())
     assert summary["step"] == 40 and np.isfinite(summary["val"]["psnr"])
-    assert (work / "models/reflection-full.pt").is_file()
+    assert (work / "models/reflection-full/seed0.pt").is_file()
 
 
 def test_a_crop_that_is_all_border_is_reported(root, tmp_path, caplog):
@@ -85,16 +85,17 @@ def test_killed_run_resumes_to_the_same_weights(root, tmp_path):
     params = _params()
     train("reflection-full", params, a, progress=False)
     assert train("reflection-full", params, b, stop_at=6, progress=False) is None  # "killed"
-    assert torch.load(b / "checkpoints/reflection-full/last.pt", weights_only=True)["step"] == 4
+    state = torch.load(b / "checkpoints/reflection-full/seed0/last.pt", weights_only=True)
+    assert state["step"] == 4
     train("reflection-full", params, b, progress=False)  # resumes from step 4
-    wa = torch.load(a / "models/reflection-full.pt", weights_only=True)["state_dict"]
-    wb = torch.load(b / "models/reflection-full.pt", weights_only=True)["state_dict"]
+    wa = torch.load(a / "models/reflection-full/seed0.pt", weights_only=True)["state_dict"]
+    wb = torch.load(b / "models/reflection-full/seed0.pt", weights_only=True)["state_dict"]
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
     # A finished run trained again (DVC reruns it when a dependency changed) starts over.
     train("reflection-full", params, b, progress=False)
-    wc = torch.load(b / "models/reflection-full.pt", weights_only=True)["state_dict"]
+    wc = torch.load(b / "models/reflection-full/seed0.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(wa[k], wc[k]) for k in wa)
     # A killed run cannot resume under a different recipe.
     train("reflection-full", params, b, stop_at=4, progress=False)
@@ -122,7 +123,7 @@ def test_torchrun_two_gloo_processes(root, tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert "batch 2 x 2" in r.stderr  # two processes, each with its own half of the batch
-    assert (work / "models/reflection-full.pt").is_file()
+    assert (work / "models/reflection-full/seed0.pt").is_file()
 
 
 def test_evaluate_writes_metrics_and_says_why_lpips_is_missing(root, tmp_path, monkeypatch):
@@ -135,11 +136,11 @@ def test_evaluate_writes_metrics_and_says_why_lpips_is_missing(root, tmp_path, m
         assert m["lpips"] is None and "no AlexNet weights" in m["lpips_note"]
         assert 5 < m["psnr"] < 60 and 0 < m["ssim"] <= 1 and m["n_images"] == 1
         assert m["semantic_backbone"] == "random"
-    saved = json.loads((work / "metrics/reflection/fullres.json").read_text())
+    saved = json.loads((work / "metrics/reflection-fullres/seed0.json").read_text())
     assert saved["variant"] == "fullres" and saved["psnr"] == m["psnr"]
-    rows = list(csv.DictReader(open(work / "metrics/reflection/fullres.csv")))
+    rows = list(csv.DictReader(open(work / "metrics/reflection-fullres/seed0.csv")))
     assert len(rows) == 1 and rows[0]["lpips"] == ""
-    assert len(list((work / "reports/restored/reflection-full").glob("*.png"))) == 1
+    assert len(list((work / "reports/restored/reflection-full/seed0").glob("*.png"))) == 1
 
 
 def test_psnr_ssim_agree_with_torchmetrics():
@@ -182,3 +183,23 @@ def test_loader_workers_default_to_the_machine(monkeypatch):
     assert _workers(TrainConfig(), cuda) == 8
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert _workers(TrainConfig(), cuda) == 1
+
+
+def test_each_seed_is_a_run_of_its_own(root, tmp_path):
+    """Seeds train apart (own weights, logs, checkpoints, metrics), and listing another seed
+    does not stop a seed's interrupted run from resuming."""
+    work = _fresh(root, tmp_path)
+    one, two = _params(steps=4, seeds=(0,)), _params(steps=4, seeds=(0, 1))
+    assert train("reflection-full", one, work, stop_at=2, progress=False) is None
+    assert train("reflection-full", two, work, seed=0, progress=False) == (
+        work / "models/reflection-full/seed0.pt")  # fmt: skip
+    assert train("reflection-full", two, work, seed=1, progress=False) == (
+        work / "models/reflection-full/seed1.pt")  # fmt: skip
+    w0, w1 = (torch.load(work / f"models/reflection-full/seed{s}.pt", weights_only=True)
+              for s in (0, 1))  # fmt: skip
+    assert w1["extra"]["seed"] == 1
+    assert any(not torch.equal(w0["state_dict"][k], w1["state_dict"][k]) for k in w0["state_dict"])
+    m = evaluate("reflection-full", two, work, seed=1, progress=False)
+    assert m["seed"] == 1 and (work / "dvclive/reflection-full/seed1/metrics.json").is_file()
+    rows = list(csv.DictReader(open(work / "metrics/reflection-full/seed1.csv")))
+    assert [r["seed"] for r in rows] == ["1"]

@@ -39,12 +39,20 @@ DOC_FIGURES := dataset/dataset ablation/reflection_psnr attention/attention atte
 	qualitative/reflection efficiency/efficiency training/reflection
 docs-figures: repro
 	for f in $(DOC_FIGURES); do \
-	  $(PY) -c 'import sys; from glsgn.viz import docs_copy; docs_copy(*sys.argv[1:])' \
-	    reports/figures/$$f.png docs/figures/$$(echo $$f | tr / -).jpg || exit 1; done
+	  $(PY) scripts/docs_copy.py reports/figures/$$f.png docs/figures/$$(echo $$f | tr / -).jpg \
+	    || exit 1; done
 
-# JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)").
+# JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)"). As root (a container)
+# it adds --allow-root; with no display (and not macOS) --no-browser: open the URL it prints.
+# More flags: make lab LAB_ARGS='--ip=0.0.0.0 --port=8889'. lab-check starts this same command.
+LAB_CMD = $(VENV)/bin/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root) \
+	$$(test -n "$$DISPLAY$$WAYLAND_DISPLAY" || test "$$(uname)" = Darwin || echo --no-browser) $(LAB_ARGS)
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(LAB_CMD)
+
+.PHONY: lab-check
+lab-check: setup
+	$(PY) scripts/lab_check.py -- $(LAB_CMD)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

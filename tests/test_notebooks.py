@@ -49,7 +49,7 @@ def test_each_notebook_is_a_papermill_stage(path):
     assert f'figures_dir = "reports/figures/{path.stem}"' in params.source
     # its default paths are the repository root's, wherever the kernel starts (JupyterLab:
     # notebooks/); tests/test_pipeline.py runs one notebook from there
-    assert "os.chdir(viz.project_root())" in code[1], path
+    assert "os.chdir(project_root())" in code[1], path
 
 
 def test_ablation_notebook_writes_its_figures(tmp_path):

@@ -1,4 +1,5 @@
-"""glsgn.viz on small arrays: shapes, value ranges, labels, and the files it writes."""
+"""glsgn.viz on small arrays: shapes, value ranges, labels, and the files it writes; and
+glsgn.results, the loaders of what the pipeline wrote, on files the tests write."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from glsgn import viz
+from glsgn import results, viz
 
 
 def test_to_image_accepts_every_layout():
@@ -142,7 +143,7 @@ def test_curve_grid_keeps_one_colour_per_label():
 
 
 def test_efficiency_panels_from_benchmark_results(tmp_path):
-    results = [
+    rows = [
         {"model": "glsgn", "mode": "stream", "size": "2K", "height": 1080, "width": 1920,
          "seconds": 8.0, "peak_rss_mb": 900},
         {"model": "glsgn", "mode": "stream", "size": "1K", "height": 540, "width": 960,
@@ -151,20 +152,20 @@ def test_efficiency_panels_from_benchmark_results(tmp_path):
          "seconds": 3.0, "peak_cuda_mb": 1000},
         {"model": "fullres", "mode": "whole", "size": "2K", "error": "skipped: needs about 26 GB"},
     ]  # fmt: skip
-    panels, ticks, notes = viz.efficiency_panels(results)
+    panels, ticks, notes = viz.efficiency_panels(rows)
     xs, ys = panels["time"]["GLSGN (patch-streamed)"]
     assert xs == pytest.approx([0.5184, 2.0736]) and ys == [2.0, 8.0]  # sorted by pixels
     assert panels["peak memory"]["fullres (whole image)"] == ([0.5184], [1000])
     assert ticks[0.5184] == "1K\n0.5 MP"
     assert "fullres (whole image) 2K: skipped: needs about 26 GB" in notes["peak memory"]
     path = tmp_path / "eff.json"
-    path.write_text(json.dumps(results))
-    assert viz.load_benchmark(path) == results
+    path.write_text(json.dumps(rows))
+    assert results.load_benchmark(path) == rows
     path.write_text("{}")
     with pytest.raises(ValueError, match="eff.json"):
-        viz.load_benchmark(path)
+        results.load_benchmark(path)
     with pytest.raises(FileNotFoundError, match="run dvc repro"):
-        viz.load_benchmark(tmp_path / "none.json")
+        results.load_benchmark(tmp_path / "none.json")
 
 
 def test_load_curves_reads_dvclive_tsv(tmp_path):
@@ -173,12 +174,12 @@ def test_load_curves_reads_dvclive_tsv(tmp_path):
     (root / "val").mkdir()
     (root / "train" / "total.tsv").write_text("step\ttotal\n5\t0.5\n10\t0.25\n")
     (root / "val" / "psnr.tsv").write_text("step\tpsnr\n10\t21.5\n")
-    curves = viz.load_curves(tmp_path / "dvclive", "run")
+    curves = results.load_curves(tmp_path / "dvclive", "run")
     assert set(curves) == {"train/total", "val/psnr"}
     np.testing.assert_array_equal(curves["train/total"][0], [5, 10])
     np.testing.assert_array_equal(curves["val/psnr"][1], [21.5])
     with pytest.raises(FileNotFoundError, match="other"):
-        viz.load_curves(tmp_path / "dvclive", "other")
+        results.load_curves(tmp_path / "dvclive", "other")
 
 
 def test_load_metrics_orders_variants_and_keeps_only_the_runs_asked_for(tmp_path):
@@ -186,14 +187,14 @@ def test_load_metrics_orders_variants_and_keeps_only_the_runs_asked_for(tmp_path
     d.mkdir(parents=True)
     for v in ("fullres", "no_content", "full", "stale"):
         (d / f"{v}.json").write_text(json.dumps({"variant": v, "psnr": 1.0}))
-    assert [r["variant"] for r in viz.load_metrics(tmp_path / "metrics", "haze")] == [
+    assert [r["variant"] for r in results.load_metrics(tmp_path / "metrics", "haze")] == [
         "full", "no_content", "fullres", "stale"]  # fmt: skip
-    rows = viz.load_metrics(tmp_path / "metrics", "haze", ["fullres", "full"])
+    rows = results.load_metrics(tmp_path / "metrics", "haze", ["fullres", "full"])
     assert [r["variant"] for r in rows] == ["full", "fullres"]
     with pytest.raises(FileNotFoundError, match="no metrics for no_pyramid"):
-        viz.load_metrics(tmp_path / "metrics", "haze", ["full", "no_pyramid"])
+        results.load_metrics(tmp_path / "metrics", "haze", ["full", "no_pyramid"])
     with pytest.raises(FileNotFoundError, match="rain: no metrics"):
-        viz.load_metrics(tmp_path / "metrics", "rain")
+        results.load_metrics(tmp_path / "metrics", "rain")
 
 
 def test_task_runs_in_variant_order():
@@ -206,19 +207,9 @@ def test_task_runs_in_variant_order():
         "d": {"task": "rain", "variant": "no_pyramid"},
     }
     params = from_dict(Params, {"train": {"runs": runs}})
-    assert list(viz.task_runs(params, "rain").items()) == [
+    assert list(results.task_runs(params, "rain").items()) == [
         ("full", "a"), ("no_pyramid", "d"), ("fullres", "b")]  # fmt: skip
-    assert viz.task_runs(params, "reflection") == {}
-
-
-def test_docs_copy_scales_wide_figures_down(tmp_path):
-    Image.fromarray(np.full((300, 3000, 3), 200, np.uint8)).save(tmp_path / "wide.png")
-    Image.fromarray(np.full((100, 200, 3), 50, np.uint8)).save(tmp_path / "small.png")
-    out = viz.docs_copy(tmp_path / "wide.png", tmp_path / "docs" / "wide.jpg", max_width=1000)
-    assert Image.open(out).size == (1000, 100) and Image.open(out).format == "JPEG"
-    assert np.asarray(Image.open(out)).mean() == pytest.approx(200, abs=1)
-    out = viz.docs_copy(tmp_path / "small.png", tmp_path / "docs" / "small.jpg", max_width=1000)
-    assert Image.open(out).size == (200, 100)
+    assert results.task_runs(params, "reflection") == {}
 
 
 def test_load_pairs_alternates_photographs_and_scenes(tmp_path):
@@ -232,7 +223,7 @@ def test_load_pairs_alternates_photographs_and_scenes(tmp_path):
     samples = [{"name": f"rain_train_{i:04d}.png", "split": "train", "source": s}
                for i, s in enumerate(sources)]  # fmt: skip
     (root / "manifest.json").write_text(json.dumps({"samples": samples}))
-    pairs = viz.load_pairs(tmp_path / "prepared", "rain", "train", n=3)
+    pairs = results.load_pairs(tmp_path / "prepared", "rain", "train", n=3)
     assert [(p["name"], p["source"]) for p in pairs] == [
         ("rain_train_0000", "photo"),
         ("rain_train_0002", "scene"),
@@ -241,15 +232,15 @@ def test_load_pairs_alternates_photographs_and_scenes(tmp_path):
     assert pairs[1]["input"].shape == (6, 8, 3)
     np.testing.assert_allclose(pairs[1]["target"], 102 / 255, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="haze"):
-        viz.load_pairs(tmp_path / "prepared", "haze")
+        results.load_pairs(tmp_path / "prepared", "haze")
 
 
 def test_project_root_is_found_from_a_subfolder(tmp_path):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "params.yaml").write_text("{}\n")
     (tmp_path / "notebooks" / "deep").mkdir(parents=True)
-    assert viz.project_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
-    assert viz.project_root(tmp_path) == tmp_path.resolve()
+    assert results.project_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
+    assert results.project_root(tmp_path) == tmp_path.resolve()
     (tmp_path / "params.yaml").unlink()
     with pytest.raises(FileNotFoundError, match="dvc.yaml and params.yaml"):
-        viz.project_root(tmp_path / "notebooks")
+        results.project_root(tmp_path / "notebooks")

@@ -394,34 +394,39 @@ def _default_runs() -> dict[str, RunSpec]:
 @dataclass(frozen=True)
 class RunPaths:
     """Where the pipeline keeps one run trained at one seed, relative to the repository: the
-    one definition train, evaluate, dvc.yaml and the notebooks' loaders share."""
+    one definition train, evaluate and the notebooks' loaders share (dvc.yaml spells the same
+    paths out)."""
 
     run: str
     seed: int
 
+    def under(self, base: str | Path) -> Path:
+        """BASE/RUN/seedS: this run's entry in one of the pipeline's folders."""
+        return Path(base) / self.run / f"seed{self.seed}"
+
     @property
     def model(self) -> Path:
-        return Path("models") / self.run / f"seed{self.seed}.pt"
+        return self.under("models").with_suffix(".pt")
 
     @property
     def checkpoint(self) -> Path:
-        return Path("checkpoints") / self.run / f"seed{self.seed}" / "last.pt"
+        return self.under("checkpoints") / "last.pt"
 
     @property
     def live(self) -> Path:
-        return Path("dvclive") / self.run / f"seed{self.seed}"
+        return self.under("dvclive")
 
     @property
     def metrics(self) -> Path:
-        return Path("metrics") / self.run / f"seed{self.seed}.json"
+        return self.under("metrics").with_suffix(".json")
 
     @property
     def per_image(self) -> Path:
-        return self.metrics.with_suffix(".csv")
+        return self.under("metrics").with_suffix(".csv")
 
     @property
     def restored(self) -> Path:
-        return Path("reports") / "restored" / self.run / f"seed{self.seed}"
+        return self.under(Path("reports", "restored"))
 
 
 @dataclass(frozen=True)

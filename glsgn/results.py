@@ -1,25 +1,28 @@
 """What the pipeline wrote, as plain Python: the notebooks' one way in.
 
 The repository's root, a task's runs of train.runs in figure order, and loaders for the
-stages' outputs: the evaluate stage's metrics, the train stage's dvclive curves, the benchmark
-stage's results and prepared pairs. A loader raises FileNotFoundError, naming the path, when
-the pipeline has not written what it reads. Drawing is glsgn.viz's.
+stages' outputs: the evaluate stages' metrics (means and every image's, per seed), the train
+stages' dvclive curves, the benchmark stage's results and prepared pairs. A loader raises
+FileNotFoundError, naming the path, when the pipeline has not written what it reads.
+Drawing is glsgn.viz's.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .config import VARIANTS, Params
+from .config import VARIANTS, Params, RunPaths
 
 __all__ = [
     "project_root",
     "task_runs",
     "load_metrics",
+    "load_per_image",
     "load_curves",
     "load_benchmark",
     "load_pairs",
@@ -50,26 +53,56 @@ def task_runs(params: Params, task: str) -> dict[str, str]:
 
 
 def load_metrics(
-    metrics_dir: str | Path, task: str, variants: Sequence[str] | None = None
+    metrics_dir: str | Path, runs: dict[str, str], seeds: Sequence[int]
 ) -> list[dict]:
-    """The evaluate stage's metrics/{task}/*.json, `full` first, then ablations, baselines.
-    With `variants` (the task's runs in train.runs), exactly those: a file left from a run
-    no longer in params.yaml is ignored, and a missing one is an error."""
-    root = Path(metrics_dir, task)
-    rows = {p.stem: json.loads(p.read_text()) for p in sorted(root.glob("*.json"))}
-    if variants is not None:
-        missing = [v for v in variants if v not in rows]
-        if missing:
-            raise FileNotFoundError(f"{root}: no metrics for {', '.join(missing)} (run dvc repro)")
-        rows = {v: rows[v] for v in variants}
+    """Each variant's test-set means ({variant: run}, as `task_runs` gives them), from the
+    evaluate stages' metrics/RUN/seedS.json, averaged over `seeds`; `full` first, then the
+    ablations and baselines. A row is the first seed's record with psnr, ssim and lpips
+    replaced by their mean over seeds, plus `seeds` and `psnr_by_seed`. A missing file is an
+    error naming it."""
+    rows = []
+    for run in runs.values():
+        per_seed = []
+        for seed in seeds:
+            path = RunPaths(run, seed).under(metrics_dir).with_suffix(".json")
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no metrics for {run} seed {seed} (run dvc repro)")
+            per_seed.append(json.loads(path.read_text()))
+        row = dict(per_seed[0])
+        for key in ("psnr", "ssim", "lpips"):
+            values = [m[key] for m in per_seed]
+            row[key] = None if None in values else float(np.mean(values))
+        row.update(seeds=list(seeds), psnr_by_seed=[m["psnr"] for m in per_seed])
+        rows.append(row)
     if not rows:
-        raise FileNotFoundError(f"{root}: no metrics (run dvc repro first)")
-    return sorted(rows.values(), key=lambda r: _variant_rank(r["variant"]))
+        raise FileNotFoundError(f"{metrics_dir}: no runs to load")
+    return sorted(rows, key=lambda r: _variant_rank(r["variant"]))
 
 
-def load_curves(dvclive_dir: str | Path, run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """A training run's dvclive curves, {"train/total": (steps, values), "val/psnr": ...}."""
-    root = Path(dvclive_dir, run, "plots", "metrics")
+def load_per_image(
+    metrics_dir: str | Path, task: str, runs: dict[str, str], seeds: Sequence[int]
+) -> list[dict]:
+    """Every test image's metrics of each variant and seed (metrics/RUN/seedS.csv), as rows of
+    task, variant, seed, image, psnr and ssim: what glsgn.stats pairs with `full`."""
+    rows = []
+    for variant, run in runs.items():
+        for seed in seeds:
+            path = RunPaths(run, seed).under(metrics_dir).with_suffix(".csv")
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no per-image metrics (run dvc repro)")
+            with open(path, newline="") as f:
+                for r in csv.DictReader(f):
+                    rows.append({"task": task, "variant": variant, "seed": seed,
+                                 "image": r["name"], "psnr": float(r["psnr"]),
+                                 "ssim": float(r["ssim"])})  # fmt: skip
+    return rows
+
+
+def load_curves(
+    dvclive_dir: str | Path, run: str, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A training run's dvclive curves at one seed, {"train/total": (steps, values), ...}."""
+    root = RunPaths(run, seed).under(dvclive_dir) / "plots" / "metrics"
     curves = {}
     for path in sorted(root.rglob("*.tsv")):
         table = np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)

@@ -33,6 +33,7 @@ __all__ = [
     "image_grid",
     "zoom_grid",
     "metric_bars",
+    "forest_plot",
     "curve_grid",
     "efficiency_panels",
     "save_figure",
@@ -250,6 +251,34 @@ def metric_bars(
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def forest_plot(results: Sequence, metric: str, unit: str = "", title: str = "") -> Figure:
+    """Each variant's paired difference to `full` (glsgn.stats results of one task and
+    metric): the mean, its Holm-level 95% interval, and the band of `full`'s own seed range
+    around 0. Filled marks hold; hollow ones are not shown."""
+    rows = [r for r in results if r.metric == metric]
+    fig, ax = plt.subplots(figsize=(9.0, 0.45 * len(rows) + 1.4))
+    ys = np.arange(len(rows))[::-1]
+    spread = max((r.spread for r in rows if np.isfinite(r.spread)), default=0.0)
+    if spread:
+        ax.axvspan(-spread, spread, color="0.9", label="full's seed range")
+    ax.axvline(0, color="0.4", lw=0.8)
+    for y, r in zip(ys, rows, strict=True):
+        colour = "tab:blue" if r.holds else "0.35"
+        ax.plot([r.low, r.high], [y, y], color=colour, lw=1.6)
+        ax.plot(r.mean, y, "o", color=colour, mfc=colour if r.holds else "white", ms=6)
+        ax.text(1.02, y, f"{r.verdict}  ({r.n_seeds} seeds x {r.n_images} images)",
+                transform=ax.get_yaxis_transform(), va="center", fontsize=7)  # fmt: skip
+    ax.set_yticks(ys, [r.variant for r in rows])
+    ax.set_xlabel(f"{metric.upper()} difference to full" + (f" ({unit})" if unit else ""))
+    if spread:
+        ax.legend(loc="lower left", fontsize=7, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.subplots_adjust(right=0.62)  # room for the verdicts
     return fig
 
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import papermill
 import pytest
 import yaml
@@ -52,34 +53,54 @@ def test_each_notebook_is_a_papermill_stage(path):
     assert "os.chdir(project_root())" in code[1], path
 
 
-def test_ablation_notebook_writes_its_figures(tmp_path):
-    metrics = tmp_path / "metrics" / "rain"
-    metrics.mkdir(parents=True)
-    # no_pyramid.json: left by an earlier run that is no longer in train.runs
-    for variant, psnr in (("full", 25.0), ("no_content", 24.5), ("fullres", 24.0),
-                          ("no_pyramid", 1.0)):  # fmt: skip
-        (metrics / f"{variant}.json").write_text(json.dumps({
-            "variant": variant, "psnr": psnr, "ssim": 0.8, "lpips": None,
-            "lpips_note": "no AlexNet weights", "semantic_backbone": "random",
-        }))  # fmt: skip
+def _write_metrics(root, run: str, seed: int, per_image: dict[str, float], variant: str) -> None:
+    """metrics/RUN/seedS.json and .csv as the evaluate stage writes them."""
+    d = root / "metrics" / run
+    d.mkdir(parents=True, exist_ok=True)
+    psnr = float(np.mean(list(per_image.values())))
+    (d / f"seed{seed}.json").write_text(json.dumps({
+        "run": run, "seed": seed, "variant": variant, "psnr": psnr, "ssim": 0.8, "lpips": None,
+        "lpips_note": "no AlexNet weights", "semantic_backbone": "random",
+    }))  # fmt: skip
+    rows = ["name,seed,psnr,ssim,lpips,seconds,peak_memory_mb"]
+    rows += [f"{k},{seed},{v},{0.8 + v / 1000},,0.1,700" for k, v in per_image.items()]
+    (d / f"seed{seed}.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
+    """Three seeds, 30 images: fullres 2 dB worse than full holds; no_content, no different
+    from full, is not shown; a run no longer in train.runs is ignored."""
+    rng = np.random.default_rng(0)
+    base = {f"{i:04d}": 25 + rng.normal(0, 1) for i in range(30)}
+    for seed in (0, 1, 2):
+        for run, variant, shift in (("rain-full", "full", 0.0), ("rain-no_content", "no_content",
+                                    0.0), ("rain-fullres", "fullres", -2.0),
+                                    ("rain-no_pyramid", "no_pyramid", -9.0)):  # fmt: skip
+            per_image = {k: v + shift + rng.normal(0, 0.1) for k, v in base.items()}
+            _write_metrics(tmp_path, run, seed, per_image, variant)
     runs = {f"rain-{v}": {"task": "rain", "variant": v} for v in ("full", "no_content", "fullres")}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"runs": runs}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"runs": runs,
+                                                                    "seeds": [0, 1, 2]}}))
     figures = tmp_path / "figures"
     papermill.execute_notebook(
         str(ROOT / "notebooks/ablation.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="glsgn",
         parameters={"params_file": str(tmp_path / "params.yaml"), "tasks": ["rain"],
-                    "metrics_dir": str(tmp_path / "metrics"),
+                    "metrics_dir": str(tmp_path / "metrics"), "n_resamples": 500,
                     "figures_dir": str(figures)}, cwd=str(ROOT), progress_bar=False,
     )  # fmt: skip
-    for metric in ("psnr", "ssim", "lpips"):
-        png = figures / f"rain_{metric}.png"
+    for name in ("psnr", "ssim", "lpips", "psnr_forest", "ssim_forest"):
+        png = figures / f"rain_{name}.png"
         w, h = Image.open(png).size
         assert 400 < w < 3000 and 200 < h < 1500, (png, w, h)
-        assert (figures / f"rain_{metric}.pdf").read_bytes().startswith(b"%PDF")
+        assert (figures / f"rain_{name}.pdf").read_bytes().startswith(b"%PDF")
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
                       for o in c.outputs)  # fmt: skip
-    assert "no_content" in printed and "no_pyramid" not in printed
+    lines = {line.split()[1] + " " + line.split()[2]: line for line in printed.splitlines()
+             if line.startswith("rain ") and len(line.split()) > 3}  # fmt: skip
+    assert lines["fullres psnr"].endswith("holds"), lines["fullres psnr"]
+    assert lines["no_content psnr"].endswith("not shown"), lines["no_content psnr"]
+    assert "no_pyramid" not in printed
 
 
 def test_readme_figures_are_the_docs_copies_of_pipeline_figures():

@@ -37,7 +37,8 @@ def _run(cmd: list[str], cwd: Path) -> str:
 # has more than one variant, training curves only for tasks with runs.
 FIGURES = {
     "dataset": ["dataset"],
-    "ablation": ["reflection_psnr", "reflection_ssim", "reflection_lpips"],
+    "ablation": ["reflection_psnr", "reflection_ssim", "reflection_lpips",
+                 "reflection_psnr_forest", "reflection_ssim_forest"],
     "attention": ["attention", "pyramid"],
     "qualitative": ["reflection", "rain", "haze"],
     "efficiency": ["efficiency"],
@@ -68,8 +69,8 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
     assert "Importing 'assets/starter' -> 'data/raw'" in out
     for task in p["data"]["tasks"]:
         assert len(list((clone / f"data/prepared/{task}/train/input").iterdir())) == 2
-    for task, variant in (("reflection", "full"), ("haze", "fullres")):
-        m = json.loads((clone / f"metrics/{task}/{variant}.json").read_text())
+    for run in ("reflection-full", "haze-fullres"):
+        m = json.loads((clone / f"metrics/{run}/seed0.json").read_text())
         assert m["n_images"] == 1 and m["psnr"] > 0 and m["train_steps"] == 2
     bench = json.loads((clone / "reports/efficiency.json").read_text())
     assert [(r["model"], r["mode"], r["size"]) for r in bench] == [
@@ -86,7 +87,7 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
             w, h = Image.open(clone / f"reports/figures/{name}/{f}.png").size
             assert 300 < w < 4000 and 150 < h < 4000, (name, f, w, h)
     shown = json.loads(_run([*dvc, "metrics", "show", "--json"], clone))
-    assert "metrics/reflection/full.json" in json.dumps(shown)
+    assert "metrics/reflection-full/seed0.json" in json.dumps(shown)
     again = _run([*dvc, "repro"], clone)
     assert "Running stage" not in again and "Importing" not in again
     # `make lab`: JupyterLab starts the kernel in notebooks/, and the notebook still finds the

@@ -169,32 +169,42 @@ def test_efficiency_panels_from_benchmark_results(tmp_path):
 
 
 def test_load_curves_reads_dvclive_tsv(tmp_path):
-    root = tmp_path / "dvclive" / "run" / "plots" / "metrics"
+    root = tmp_path / "dvclive" / "run" / "seed3" / "plots" / "metrics"
     (root / "train").mkdir(parents=True)
     (root / "val").mkdir()
     (root / "train" / "total.tsv").write_text("step\ttotal\n5\t0.5\n10\t0.25\n")
     (root / "val" / "psnr.tsv").write_text("step\tpsnr\n10\t21.5\n")
-    curves = results.load_curves(tmp_path / "dvclive", "run")
+    curves = results.load_curves(tmp_path / "dvclive", "run", 3)
     assert set(curves) == {"train/total", "val/psnr"}
     np.testing.assert_array_equal(curves["train/total"][0], [5, 10])
     np.testing.assert_array_equal(curves["val/psnr"][1], [21.5])
     with pytest.raises(FileNotFoundError, match="other"):
-        results.load_curves(tmp_path / "dvclive", "other")
+        results.load_curves(tmp_path / "dvclive", "other", 3)
 
 
-def test_load_metrics_orders_variants_and_keeps_only_the_runs_asked_for(tmp_path):
-    d = tmp_path / "metrics" / "haze"
-    d.mkdir(parents=True)
-    for v in ("fullres", "no_content", "full", "stale"):
-        (d / f"{v}.json").write_text(json.dumps({"variant": v, "psnr": 1.0}))
-    assert [r["variant"] for r in results.load_metrics(tmp_path / "metrics", "haze")] == [
-        "full", "no_content", "fullres", "stale"]  # fmt: skip
-    rows = results.load_metrics(tmp_path / "metrics", "haze", ["fullres", "full"])
+def test_load_metrics_averages_seeds_in_variant_order(tmp_path):
+    for run, variant in (("h-fullres", "fullres"), ("h-full", "full"), ("h-stale", "no_pac")):
+        for seed, psnr in ((0, 20.0), (1, 22.0)):
+            d = tmp_path / "metrics" / run
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"seed{seed}.json").write_text(json.dumps(
+                {"variant": variant, "psnr": psnr + (variant == "full"), "ssim": 0.5,
+                 "lpips": None}))  # fmt: skip
+            (d / f"seed{seed}.csv").write_text(f"name,seed,psnr,ssim\na.png,{seed},{psnr},0.5\n")
+    runs = {"fullres": "h-fullres", "full": "h-full"}  # h-stale: no longer in train.runs
+    rows = results.load_metrics(tmp_path / "metrics", runs, [0, 1])
     assert [r["variant"] for r in rows] == ["full", "fullres"]
-    with pytest.raises(FileNotFoundError, match="no metrics for no_pyramid"):
-        results.load_metrics(tmp_path / "metrics", "haze", ["full", "no_pyramid"])
-    with pytest.raises(FileNotFoundError, match="rain: no metrics"):
-        results.load_metrics(tmp_path / "metrics", "rain")
+    assert rows[0]["psnr"] == 22.0 and rows[0]["psnr_by_seed"] == [21.0, 23.0]
+    assert rows[0]["lpips"] is None and rows[0]["seeds"] == [0, 1]
+    per_image = results.load_per_image(tmp_path / "metrics", "haze", runs, [1])
+    assert per_image == [
+        {"task": "haze", "variant": "fullres", "seed": 1, "image": "a.png", "psnr": 22.0,
+         "ssim": 0.5},
+        {"task": "haze", "variant": "full", "seed": 1, "image": "a.png", "psnr": 22.0,
+         "ssim": 0.5},
+    ]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="h-fullres/seed2.json: no metrics for h-fullres"):
+        results.load_metrics(tmp_path / "metrics", runs, [0, 2])
 
 
 def test_task_runs_in_variant_order():

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ __all__ = [
     "verdict",
     "family",
     "ablation_table",
+    "records",
 ]
 
 REFERENCE = "full"
@@ -348,3 +349,19 @@ def ablation_table(
         results += family([p for p in pairs if p.task == task], alpha, n_resamples, seed)
     rank = {m: k for k, m in enumerate(metrics)}
     return sorted(results, key=lambda r: (r.task, r.variant, rank[r.metric]))
+
+
+def records(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """Results as plain JSON-safe dicts (a non-finite number, such as the seed spread of one
+    seed, becomes None): the table the pipeline writes for `dvc metrics show`."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            return float(v) if np.isfinite(v) else None
+        return v
+
+    return [{f.name: plain(getattr(r, f.name)) for f in fields(r)} for r in results]

@@ -22,6 +22,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from glsgn.config import load_params
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -255,3 +257,17 @@ def test_docs_copy_scales_wide_figures_down(tmp_path):
           "--max-width", "600"], tmp_path)  # fmt: skip
     assert Image.open(tmp_path / "cli/wide.jpg").size == (600, 60)
     assert "scripts/docs_copy.py reports/figures/" in (ROOT / "Makefile").read_text()
+
+
+def test_evidence_pipeline_is_the_root_pipeline_run_from_evidence():
+    """evidence/dvc.yaml is generated from dvc.yaml (scripts/evidence_dvc.py): the committed
+    file is current, and its params name a valid profile with several seeds."""
+    r = subprocess.run([sys.executable, "scripts/evidence_dvc.py", "--check"], cwd=ROOT,
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    stages = yaml.safe_load((ROOT / "evidence/dvc.yaml").read_text())["stages"]
+    assert "--raw ../data/raw" in stages["prepare"]["do"]["cmd"]
+    assert "../glsgn/train.py" in stages["train"]["deps"]
+    assert "data/prepared" in stages["train"]["deps"]  # evidence's own prepared data
+    params = load_params(ROOT / "evidence/params.yaml")
+    assert len(params.train.seeds) >= 3 and params.data.splits.test >= 40

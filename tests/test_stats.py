@@ -13,11 +13,13 @@ import pytest
 
 from glsgn.stats import (
     Paired,
+    Result,
     ablation_table,
     contrast,
     family,
     holm,
     paired_differences,
+    records,
     seed_spread,
 )
 
@@ -226,3 +228,14 @@ def test_seed_spread_is_the_range_of_per_seed_means():
     reference = np.array([[1.0, 3.0], [2.0, 2.0], [4.0, 6.0]])  # per-seed means 2, 2, 5
     assert seed_spread(reference) == 3.0
     assert math.isnan(seed_spread(reference[:1]))
+
+
+def test_records_are_plain_json():
+    import json
+
+    r = Result(task="t", variant="v", metric="psnr", mean=np.float64(0.5), low=0.1, high=0.9,
+               p_adjusted=0.01, holds=np.bool_(True), verdict="holds", n_seeds=np.int64(3),
+               n_images=40, p=0.01, spread=float("nan"))  # fmt: skip
+    (rec,) = records([r])
+    assert rec["spread"] is None and rec["holds"] is True and rec["n_seeds"] == 3
+    assert json.loads(json.dumps(rec, allow_nan=False)) == rec

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test lint bench repro evidence figures docs-figures lab clean
+.PHONY: setup test lint bench repro evidence evidence-gpu figures docs-figures lab clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ repro: setup
 evidence: setup
 	$(PY) scripts/evidence_dvc.py --check
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro evidence/dvc.yaml
+
+# The GPU evidence profile (evidence/gpu/params.yaml): every variant on reflection at 1K,
+# 3 seeds, for one H100/H200 (sized for about 10 minutes).
+evidence-gpu: setup
+	$(PY) scripts/evidence_dvc.py --check
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro evidence/gpu/dvc.yaml
 
 # Re-run only the notebook stages (their figures go to reports/figures/).
 figures: setup

@@ -271,3 +271,6 @@ def test_evidence_pipeline_is_the_root_pipeline_run_from_evidence():
     assert "data/prepared" in stages["train"]["deps"]  # evidence's own prepared data
     params = load_params(ROOT / "evidence/params.yaml")
     assert len(params.train.seeds) >= 3 and params.data.splits.test >= 40
+    gpu = yaml.safe_load((ROOT / "evidence/gpu/dvc.yaml").read_text())["stages"]
+    assert "../../glsgn/train.py" in gpu["train"]["deps"]
+    assert len(load_params(ROOT / "evidence/gpu/params.yaml").train.seeds) >= 3

@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test lint bench repro evidence evidence-gpu figures docs-figures lab clean
+.PHONY: setup test lint bench repro evidence evidence-gpu figures docs-figures \
+	docs-evidence-figures lab clean
 
 setup: $(STAMP)
 
@@ -53,6 +54,13 @@ docs-figures: repro
 	for f in $(DOC_FIGURES); do \
 	  $(PY) scripts/docs_copy.py reports/figures/$$f.png docs/figures/$$(echo $$f | tr / -).jpg \
 	    || exit 1; done
+
+# The evidence profile's forest plots in the README: copies made after `make evidence`.
+EVIDENCE_FIGURES := ablation/reflection_psnr_forest ablation/haze_psnr_forest
+docs-evidence-figures:
+	for f in $(EVIDENCE_FIGURES); do \
+	  $(PY) scripts/docs_copy.py evidence/reports/figures/$$f.png \
+	    docs/figures/evidence-$$(echo $$f | tr / -).jpg || exit 1; done
 
 # JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)"). As root (a container)
 # it adds --allow-root; with no display (and not macOS) --no-browser: open the URL it prints.

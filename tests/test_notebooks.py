@@ -111,7 +111,13 @@ def test_readme_figures_are_the_docs_copies_of_pipeline_figures():
     makefile = (ROOT / "Makefile").read_text()
     listed = re.search(r"DOC_FIGURES := ((?:.*\\\n)*.*)", makefile).group(1)  # with continuations
     copies = {f"docs/figures/{f.replace('/', '-')}.jpg" for f in listed.replace("\\", " ").split()}
+    evidence = re.search(r"EVIDENCE_FIGURES := (.*)", makefile).group(1).split()
+    copies |= {f"docs/figures/evidence-{f.replace('/', '-')}.jpg" for f in evidence}
     assert set(shown) == copies
+    ev_stages = yaml.safe_load((ROOT / "evidence/dvc.yaml").read_text())["stages"]
+    for f in evidence:
+        name = f.split("/")[0]
+        assert f"reports/figures/{name}" in ev_stages[f"notebook-{name}"]["outs"]
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for f in listed.replace("\\", " ").split():
         assert f"reports/figures/{f.split('/')[0]}" in stages[f"notebook-{f.split('/')[0]}"]["outs"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from glsgn.config import load_params
+from glsgn.config import RunPaths, load_params
 from glsgn.data.io import read_image
 from glsgn.metrics import periodic_peak
 
@@ -21,15 +21,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("runs", nargs="+", help="runs of train.runs with images in reports/restored")
     p.add_argument("--root", type=Path, default=Path("."))
+    p.add_argument("--seed", type=int, help="the training seed (default: the first)")
     args = p.parse_args()
     params = load_params(args.root / "params.yaml")
     print("| run | image | " + " | ".join(f"{n} px" for n in PERIODS) + " |")
     print("|---|---|" + "---|" * len(PERIODS))
     for run in args.runs:
         task = params.train.runs[run].task
-        images = sorted((args.root / "reports" / "restored" / run).glob("*.png"))
+        folder = RunPaths(run, params.train.seeds[0] if args.seed is None else args.seed).restored
+        images = sorted((args.root / folder).glob("*.png"))
         if not images:
-            raise SystemExit(f"{run}: no restored images in reports/restored/{run}")
+            raise SystemExit(f"{run}: no restored images in {folder}")
         for path in images:
             target = read_image(args.root / "data/prepared" / task / "test/target" / path.name)
             residual = read_image(path).rgb - target.rgb

@@ -86,7 +86,8 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
         str(ROOT / "notebooks/ablation.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="glsgn",
         parameters={"params_file": str(tmp_path / "params.yaml"), "tasks": ["rain"],
                     "metrics_dir": str(tmp_path / "metrics"), "n_resamples": 500,
-                    "figures_dir": str(figures)}, cwd=str(ROOT), progress_bar=False,
+                    "figures_dir": str(figures), "table_file": str(tmp_path / "table.json")},
+        cwd=str(ROOT), progress_bar=False,
     )  # fmt: skip
     for name in ("psnr", "ssim", "lpips", "psnr_forest", "ssim_forest"):
         png = figures / f"rain_{name}.png"
@@ -101,6 +102,9 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
     assert lines["fullres psnr"].endswith("holds"), lines["fullres psnr"]
     assert lines["no_content psnr"].endswith("not shown"), lines["no_content psnr"]
     assert "no_pyramid" not in printed
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert {(r["variant"], r["metric"], r["verdict"]) for r in table} >= {
+        ("fullres", "psnr", "holds"), ("no_content", "psnr", "not shown")}  # fmt: skip
 
 
 def test_readme_figures_are_the_docs_copies_of_pipeline_figures():

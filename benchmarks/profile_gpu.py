@@ -18,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import _one_step, _step_setup  # noqa: E402
+from train_throughput import _step_setup  # noqa: E402
 
 from glsgn.config import load_params, variant_configs  # noqa: E402
 from glsgn.model import build_model  # noqa: E402
@@ -37,14 +37,14 @@ def _report(name: str, prof, wall: float, n: int) -> None:
 
 
 def profile_step(variant: str, crop: int, batch: int, size: tuple[int, int], n: int) -> None:
-    model, loss_fn, opt, b = _step_setup(variant, "cuda", crop, batch, size)
+    step = _step_setup(variant, "cuda", crop, batch, size)[-1]  # train.py's step
     for _ in range(3):
-        _one_step(model, loss_fn, opt, b, True)
+        step()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
         for _ in range(n):
-            _one_step(model, loss_fn, opt, b, True)
+            step()
         torch.cuda.synchronize()
         wall = time.perf_counter() - t0
     _report(f"training step {variant}, crop {crop}, batch {batch}, bf16", prof, wall, n)

@@ -37,7 +37,7 @@ from glsgn.data.scenes import dead_leaves
 from glsgn.losses import GLSGNLoss, TrainBatch
 from glsgn.model import build_model
 from glsgn.model.resample import Region
-from glsgn.train import StepBatches
+from glsgn.train import StepBatches, _lr_lambda, _step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,8 +135,10 @@ class StepCounter(TorchDispatchMode):
 
 
 def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[int, int]):
-    """Model, loss, optimiser and one batch on `device`, as train.py builds them."""
-    mcfg, lcfg = variant_configs(load_params(ROOT / "params.yaml"), variant)
+    """Model, loss, optimiser, scheduler, scaler and one batch on `device`, as train.py builds
+    them; -> (model, loss_fn, opt, batch, step), `step()` being train.py's own step."""
+    params = load_params(ROOT / "params.yaml")
+    mcfg, lcfg = variant_configs(params, variant)
     with torch.device(device):
         model = build_model(mcfg)
         loss_fn = GLSGNLoss(lcfg, model)
@@ -150,17 +152,16 @@ def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[in
     y0, x0 = (h - crop) // 2 // 16 * 16, (w - crop) // 2 // 16 * 16
     region = Region((h, w), (y0, y0 + crop, x0, x0 + crop))
     b = TrainBatch(x, x.clone(), xg, xg.clone(), region=region)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    return model, loss_fn, opt, b
+    tcfg = params.train
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
+    amp = torch.bfloat16 if torch.device(device).type == "cuda" else None
+    scaler = torch.amp.GradScaler(enabled=False)
 
+    def step() -> None:
+        _step(model, model, loss_fn, opt, sched, scaler, b, amp, tcfg)
 
-def _one_step(model, loss_fn, opt, b, amp) -> None:
-    with torch.autocast(b.x.device.type, dtype=torch.bfloat16, enabled=amp):
-        terms = loss_fn(model(b.x, global_view=b.x_global, region=b.region), b)
-    opt.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
+    return model, loss_fn, opt, b, step
 
 
 def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> dict:
@@ -168,7 +169,7 @@ def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> d
     (shapes only): a copy from the host there is an upload on a GPU, a read a sync.
     The optimiser is left out: on the meta device it takes a per-tensor path that reads each
     step counter, where CUDA's fused path reads none."""
-    model, loss_fn, opt, b = _step_setup(variant, "meta", crop, batch, size)
+    model, loss_fn, _, b, _ = _step_setup(variant, "meta", crop, batch, size)
     model(b.x, global_view=b.x_global, region=b.region)  # first call builds cached index taps
     counter = StepCounter()
     with counter:
@@ -182,14 +183,13 @@ def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> d
 def step_speed(variant: str, crop: int, batch: int, size: tuple[int, int], device: str,
                steps: int) -> float:
     """Samples/s of the model step alone, the batch already on the device."""
-    model, loss_fn, opt, b = _step_setup(variant, device, crop, batch, size)
-    amp = torch.device(device).type == "cuda"
+    step = _step_setup(variant, device, crop, batch, size)[-1]
     for _ in range(3):  # warm-up: cuDNN picks its kernels, taps are cached
-        _one_step(model, loss_fn, opt, b, amp)
+        step()
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        _one_step(model, loss_fn, opt, b, amp)
+        step()
     _sync(device)
     return steps * batch / (time.perf_counter() - t0)
 

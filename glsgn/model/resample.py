@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Region", "resample", "to_grid", "downscale", "upsample", "pad_to_multiple"]
+__all__ = [
+    "Region",
+    "resample",
+    "to_grid",
+    "downscale",
+    "upsample",
+    "pad_to_multiple",
+    "round_up",
+]
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,11 @@ def downscale(x: Tensor, factor: int) -> Tensor:
     if factor == 1:
         return x
     return F.avg_pool2d(x, factor)
+
+
+def round_up(v: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= v (sides padded for a pathway's grid)."""
+    return -(-v // multiple) * multiple
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:

@@ -21,7 +21,8 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check glsgn tests benchmarks
+	$(VENV)/bin/ruff check glsgn tests benchmarks scripts
+	$(VENV)/bin/ruff format --check glsgn tests benchmarks scripts
 
 bench: setup
 	$(PY) benchmarks/uhr_inference.py

@@ -31,8 +31,10 @@ def _report(name: str, prof, wall: float, n: int) -> None:
     events = prof.key_averages()
     kernel_us = sum(e.self_device_time_total for e in events) / n
     kernels = sum(e.count for e in events if e.self_device_time_total > 0) / n
-    print(f"\n## {name}: wall {wall / n * 1000:.1f} ms, GPU kernels {kernel_us / 1000:.1f} ms, "
-          f"{kernels:.0f} ops with GPU time, per call")  # fmt: skip
+    print(
+        f"\n## {name}: wall {wall / n * 1000:.1f} ms, GPU kernels {kernel_us / 1000:.1f} ms, "
+        f"{kernels:.0f} ops with GPU time, per call"
+    )
     print(events.table(sort_by="self_device_time_total", row_limit=10, max_name_column_width=40))
 
 

@@ -29,7 +29,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from glsgn.config import load_params, variant_configs
+from glsgn.config import autocast_dtype, load_params, variant_configs
 from glsgn.data.arrays import cache_size
 from glsgn.data.datasets import TrainCrops
 from glsgn.data.io import write_image
@@ -141,7 +141,7 @@ def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[in
     mcfg, lcfg = variant_configs(params, variant)
     with torch.device(device):
         model = build_model(mcfg)
-        loss_fn = GLSGNLoss(lcfg, model)
+        loss_fn = GLSGNLoss(lcfg)
     if torch.device(device).type == "cuda":  # as train.py runs it
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
@@ -155,7 +155,7 @@ def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[in
     tcfg = params.train
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
-    amp = torch.bfloat16 if torch.device(device).type == "cuda" else None
+    amp = autocast_dtype(tcfg.precision) if torch.device(device).type == "cuda" else None
     scaler = torch.amp.GradScaler(enabled=False)
 
     def step() -> None:
@@ -176,12 +176,16 @@ def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> d
         terms = loss_fn(model(b.x, global_view=b.x_global, region=b.region), b)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    return {"gflop_per_sample": counter.flops / batch / 1e9, "uploads": counter.copies,
-            "syncs": counter.syncs}  # fmt: skip
+    return {
+        "gflop_per_sample": counter.flops / batch / 1e9,
+        "uploads": counter.copies,
+        "syncs": counter.syncs,
+    }
 
 
-def step_speed(variant: str, crop: int, batch: int, size: tuple[int, int], device: str,
-               steps: int) -> float:
+def step_speed(
+    variant: str, crop: int, batch: int, size: tuple[int, int], device: str, steps: int
+) -> float:
     """Samples/s of the model step alone, the batch already on the device."""
     step = _step_setup(variant, device, crop, batch, size)[-1]
     for _ in range(3):  # warm-up: cuDNN picks its kernels, taps are cached
@@ -214,10 +218,13 @@ def step_section(s: Setup) -> list[Row]:
         ]
     rows.append(("full / fullres FLOPs per sample", f"{flops['full'] / flops['fullres']:.2f}", "x"))
     if s.device != "cpu" or s.cpu_steps:
-        rate = {v: step_speed(v, s.step_crop, s.step_batch, size, s.device, s.steps)
-                for v in ("full", "fullres")}  # fmt: skip
-        rows += [(f"{v}: model step samples/s on {s.device}", f"{r:.1f}", "1/s")
-                 for v, r in rate.items()]  # fmt: skip
+        rate = {
+            v: step_speed(v, s.step_crop, s.step_batch, size, s.device, s.steps)
+            for v in ("full", "fullres")
+        }
+        rows += [
+            (f"{v}: model step samples/s on {s.device}", f"{r:.1f}", "1/s") for v, r in rate.items()
+        ]
         rows.append(("full / fullres samples/s", f"{rate['full'] / rate['fullres']:.2f}", "x"))
     return rows
 
@@ -243,7 +250,9 @@ def main() -> None:
     p.add_argument("--step-crop", type=int, default=512, help="model step: crop side")
     p.add_argument("--step-batch", type=int, default=4, help="model step: batch size")
     p.add_argument("--steps", type=int, default=20, help="model step: timed steps")
-    p.add_argument("--device", default="cpu", help="model step: where it is timed (cuda: bf16)")
+    p.add_argument(
+        "--device", default="cpu", help="model step: where it is timed (cuda: train.precision)"
+    )
     p.add_argument("--cpu-steps", action="store_true", help="time the model step on the CPU too")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -252,15 +261,29 @@ def main() -> None:
         root = Path(tmp) / "train"
         if "data" in args.sections:
             write_pairs(root, args.pairs, h, w)
-            print(f"wrote {args.pairs} pairs of {w}x{h} in {time.perf_counter() - t0:.1f} s "
-                  "(untimed)")  # fmt: skip
+            print(
+                f"wrote {args.pairs} pairs of {w}x{h} in {time.perf_counter() - t0:.1f} s (untimed)"
+            )
         setup = Setup(
-            root, Path(tmp) / "cache", args.crop or None, args.multiple, args.global_scale,
-            args.batch, args.samples, args.uncached_samples, (h, w), args.step_crop,
-            args.step_batch, args.steps, args.device, args.cpu_steps,
-        )  # fmt: skip
-        print(f"\n{args.pairs} pairs {w}x{h}, crop {args.crop or 'whole image'}, multiple "
-              f"{args.multiple}, global scale {args.global_scale}, one process\n")  # fmt: skip
+            root,
+            Path(tmp) / "cache",
+            args.crop or None,
+            args.multiple,
+            args.global_scale,
+            args.batch,
+            args.samples,
+            args.uncached_samples,
+            (h, w),
+            args.step_crop,
+            args.step_batch,
+            args.steps,
+            args.device,
+            args.cpu_steps,
+        )
+        print(
+            f"\n{args.pairs} pairs {w}x{h}, crop {args.crop or 'whole image'}, multiple "
+            f"{args.multiple}, global scale {args.global_scale}, one process\n"
+        )
         print("| section | what | value | unit |\n|---|---|---|---|")
         for name in args.sections:
             for what, value, unit in SECTIONS[name](setup):

@@ -27,10 +27,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 from glsgn.atomic import atomic_write
 from glsgn.config import (
     BENCHMARK_SIZES,
+    Precision,
+    autocast_dtype,
     benchmark_size,
     load_params,
     parse_memory,
@@ -54,19 +57,33 @@ def _child(args: argparse.Namespace) -> None:
     # as `glsgn restore` sets it: cuDNN times its kernels once per shape, unless memory is capped
     torch.backends.cudnn.benchmark = dev.type == "cuda" and args.max_memory is None
     h, w = benchmark_size(args.size)
-    amp = args.precision != "fp32"
+    amp = autocast_dtype(args.precision)
 
-    patch = None if args.patch_size is None else (
-        args.patch_size if args.patch_size == "auto" else int(args.patch_size))
+    patch = (
+        None
+        if args.patch_size is None
+        else (args.patch_size if args.patch_size == "auto" else int(args.patch_size))
+    )
 
     def run(x):
         if args.mode == "stream":
-            return restore(model, x, device=dev, precision=args.precision, patch_size=patch,
-                           max_memory=args.max_memory, progress=False)  # fmt: skip
-        with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
+            return restore(
+                model,
+                x,
+                device=dev,
+                precision=args.precision,
+                patch_size=patch,
+                max_memory=args.max_memory,
+                progress=False,
+            )
+        with torch.no_grad(), torch.autocast(dev.type, amp, enabled=amp is not None):
             cl = torch.channels_last  # as restore runs every model
-            return model.to(dev, memory_format=cl)(x[None].to(dev, memory_format=cl)).b_out[
-                0].float().cpu()  # fmt: skip
+            return (
+                model.to(dev, memory_format=cl)(x[None].to(dev, memory_format=cl))
+                .b_out[0]
+                .float()
+                .cpu()
+            )
 
     run(torch.rand(3, 256, 256))  # warm-up: kernels and thread pools start outside the timing
     x = torch.rand(3, h, w)
@@ -110,9 +127,14 @@ def _child(args: argparse.Namespace) -> None:
 
             m = model.pad_multiple
             hp, wp = -(-h // m) * m, -(-w // m) * m
-            result["patch_used"], _ = choose_patch(model, (hp, wp), dev, args.precision,
-                                                   patch or model.cfg.patch_size,
-                                                   parse_memory(args.max_memory))  # fmt: skip
+            result["patch_used"], _ = choose_patch(
+                model,
+                (hp, wp),
+                dev,
+                args.precision,
+                patch or model.cfg.patch_size,
+                parse_memory(args.max_memory),
+            )
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -132,9 +154,23 @@ def _available_mb() -> float:
 
 
 def _run_case(model: str, mode: str, size: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--model", model, "--mode", mode, "--size", size,
-           "--device", args.device, "--precision", args.precision,
-           "--repeat", str(args.repeat)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--model",
+        model,
+        "--mode",
+        mode,
+        "--size",
+        size,
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--repeat",
+        str(args.repeat),
+    ]
     for flag, value in (("--patch-size", args.patch_size), ("--max-memory", args.max_memory)):
         if value is not None:
             cmd += [flag, str(value)]
@@ -150,21 +186,35 @@ def _run_case(model: str, mode: str, size: str, args: argparse.Namespace) -> dic
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sizes", nargs="+", default=list(BENCHMARK_SIZES),
-                   help=f"{' '.join(BENCHMARK_SIZES)} or WIDTHxHEIGHT")  # fmt: skip
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=list(BENCHMARK_SIZES),
+        help=f"{' '.join(BENCHMARK_SIZES)} or WIDTHxHEIGHT",
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--params", type=Path,
-                   help="the model, sizes, device and precision from this params file "
-                   "(default: the model of the repository's params.yaml)")  # fmt: skip
+    p.add_argument("--precision", default="fp32", choices=get_args(Precision))
+    p.add_argument(
+        "--params",
+        type=Path,
+        help="the model, sizes, device and precision from this params file "
+        "(default: the model of the repository's params.yaml)",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--patch-size", help="streamed cases: auto or a side (default: the model's)")
     p.add_argument("--max-memory", help="streamed cases on cuda: a device memory cap, e.g. 2GB")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="timed runs per case after a warm-up at the same size; the best counts")
-    p.add_argument("--cases", nargs="+",
-                   default=["glsgn:stream", "fullres:stream", "fullres:whole"],
-                   help="MODEL:MODE pairs (glsgn or fullres; stream or whole)")  # fmt: skip
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="timed runs per case after a warm-up at the same size; the best counts",
+    )
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        default=["glsgn:stream", "fullres:stream", "fullres:whole"],
+        help="MODEL:MODE pairs (glsgn or fullres; stream or whole)",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default="glsgn", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="stream", help=argparse.SUPPRESS)
@@ -188,9 +238,13 @@ def main() -> None:
                 (h, w), (ph, pw) = benchmark_size(size), prev[0]
                 est = prev[1] * (h * w) / (ph * pw)
                 if est > 0.8 * _available_mb():
-                    r = {"model": model, "mode": mode, "size": size,
-                         "error": f"skipped: needs about {est / 1024:.0f} GB, "
-                         f"{_available_mb() / 1024:.0f} GB available"}  # fmt: skip
+                    r = {
+                        "model": model,
+                        "mode": mode,
+                        "size": size,
+                        "error": f"skipped: needs about {est / 1024:.0f} GB, "
+                        f"{_available_mb() / 1024:.0f} GB available",
+                    }
                     print(json.dumps(r), flush=True)
                     results.append(r)
                     continue
@@ -213,8 +267,10 @@ def main() -> None:
             patch = r.get("patch_used", r.get("patch_size")) or "model"
             if r.get("max_memory"):
                 patch = f"{patch} (cap {r['max_memory']})"
-            print(f"| {name} {w}x{h} | {r['model']} | {r['mode']} | {patch} | {r['seconds']} "
-                  f"| {peak} |")  # fmt: skip
+            print(
+                f"| {name} {w}x{h} | {r['model']} | {r['mode']} | {patch} | {r['seconds']} "
+                f"| {peak} |"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(args.json) as f:

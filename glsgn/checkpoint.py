@@ -21,7 +21,12 @@ from .config import ConfigError, ModelConfig, from_dict
 from .model import build_model
 
 __all__ = [
-    "CheckpointError", "save_checkpoint", "load_checkpoint", "config_dict", "config_diffs", "FORMAT"
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "config_dict",
+    "config_diffs",
+    "FORMAT",
 ]
 
 FORMAT = "glsgn-checkpoint"
@@ -84,7 +89,7 @@ def load_checkpoint(
     """Rebuild the model a checkpoint was saved from; returns (model, payload without weights).
 
     With `expect`, a checkpoint whose architecture differs is an error naming the keys
-    (`patch_size` and `halo` only change how inference streams, so they may differ).
+    (`patch_size` only changes how inference streams, so it may differ).
     """
     path = Path(path)
     if not path.is_file():
@@ -105,14 +110,18 @@ def load_checkpoint(
             f"{path}: checkpoint format version {payload.get('format_version')!r}, "
             f"this glsgn reads version {FORMAT_VERSION}"
         )
+    stored = payload.get("model_config")
+    if isinstance(stored, dict):  # model.halo, read by nothing, is gone; older files have it
+        stored = {k: v for k, v in stored.items() if k != "halo"}
     try:
-        cfg = from_dict(ModelConfig, payload.get("model_config"), "model")
+        cfg = from_dict(ModelConfig, stored, "model")
     except ConfigError as e:
         raise CheckpointError(f"{path}: stored model config is not valid here: {e}") from None
     diffs = []
-    if expect is not None:  # patch_size and halo only change how inference streams
-        diffs = config_diffs(config_dict(cfg), config_dict(expect), ("patch_size", "halo"),
-                             ("checkpoint", "expected"))  # fmt: skip
+    if expect is not None:  # patch_size only changes how inference streams
+        diffs = config_diffs(
+            config_dict(cfg), config_dict(expect), ("patch_size",), ("checkpoint", "expected")
+        )
     if diffs:
         raise CheckpointError(f"{path}: model config differs: " + "; ".join(diffs))
     model = build_model(cfg)

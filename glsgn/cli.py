@@ -13,11 +13,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import torch
+from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import TASKS, ConfigError, RestoreConfig, load_params, parse_memory
+from .config import (
+    TASKS,
+    ConfigError,
+    ModelConfig,
+    Precision,
+    RestoreConfig,
+    load_params,
+    parse_memory,
+)
 from .data.io import ImageError, read_image, write_image
 from .data.paired import PairedFolderError
 from .restore import resolve_device, restore
@@ -63,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default {d.device})")
     r.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "fp16"],
+        choices=get_args(Precision),
         help=f"autocast precision on cuda (default {d.precision})",
     )
     r.add_argument(
@@ -135,21 +145,55 @@ def _restore_options(args: argparse.Namespace) -> RestoreConfig:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     try:
-        opts = _restore_options(args)
-        device = resolve_device(opts.device)
-        if device.type == "cuda" and opts.max_memory is None:
-            # cuDNN times its kernels once per shape; the trials' workspaces could pass a cap
-            torch.backends.cudnn.benchmark = True
-        if parse_memory(opts.max_memory) and device.type != "cuda":
-            raise ValueError(f"--max-memory caps device memory on cuda; the device is {device}")
+        opts, device = _restore_setup(args)
         model, meta = load_checkpoint(args.checkpoint)
     except (CheckpointError, ConfigError, ValueError, RuntimeError) as e:
-        print(f"glsgn restore: error: {e}", file=sys.stderr)
-        return 2
-    cfg = model.cfg
+        return _restore_error(str(e))
+    _log_checkpoint(args.checkpoint, model.cfg, meta, device, opts)
+    try:
+        _check_patch_size(model.cfg, opts.patch_size)
+    except ValueError as e:
+        return _restore_error(f"--patch-size: {e}")
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    plan = _plan(args.images, args.outdir, args.overwrite)
+    failed = 0
+    for src, dst, problem in plan:
+        if problem:
+            error = f"{src}: {problem}"
+        else:
+            error = _restore_file(src, dst, model, device, opts, progress=not args.quiet)
+        if error:
+            _restore_error(error)
+            failed += 1
+    done = len(plan) - failed
+    print(f"restored {done} of {len(plan)} image(s) into {args.outdir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _restore_error(message: str) -> int:
+    """Print one error line; -> 2, the exit status of a run that could not start."""
+    print(f"glsgn restore: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _restore_setup(args: argparse.Namespace) -> tuple[RestoreConfig, torch.device]:
+    """The options and the device, refused (ValueError and the like) before any image is read."""
+    opts = _restore_options(args)
+    device = resolve_device(opts.device)
+    if device.type == "cuda" and opts.max_memory is None:
+        # cuDNN times its kernels once per shape; the trials' workspaces could pass a cap
+        torch.backends.cudnn.benchmark = True
+    if parse_memory(opts.max_memory) and device.type != "cuda":
+        raise ValueError(f"--max-memory caps device memory on cuda; the device is {device}")
+    return opts, device
+
+
+def _log_checkpoint(
+    path: Path, cfg: ModelConfig, meta: dict, device: torch.device, opts: RestoreConfig
+) -> None:
     log.info(
         "checkpoint %s: %s, widths %s, trained with glsgn %s; device %s, precision %s, patch %s%s",
-        args.checkpoint,
+        path,
         cfg.variant,
         list(cfg.widths),
         meta["versions"].get("glsgn"),
@@ -158,58 +202,59 @@ def cmd_restore(args: argparse.Namespace) -> int:
         opts.patch_size,
         f", max memory {opts.max_memory}" if opts.max_memory else "",
     )
-    if opts.patch_size != "auto":
-        try:
-            dataclasses.replace(cfg, patch_size=opts.patch_size).validate()
-        except ValueError as e:
-            print(f"glsgn restore: error: --patch-size: {e}", file=sys.stderr)
-            return 2
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    plan = _plan(args.images, args.outdir, args.overwrite)
-    for src, dst, problem in plan:
-        if problem:
-            print(f"glsgn restore: error: {src}: {problem}", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            img = read_image(src)
-            t0 = time.perf_counter()
-            out = restore(
-                model,
-                torch.from_numpy(img.rgb).permute(2, 0, 1),
-                device=device,
-                precision=opts.precision,
-                patch_size=opts.patch_size,
-                max_memory=opts.max_memory,
-                progress=not args.quiet,
-            )
-            write_image(
-                dst,
-                out.permute(1, 2, 0).numpy(),
-                alpha=img.alpha,
-                bit_depth=img.bit_depth,
-                grayscale=img.grayscale,
-                icc=img.icc,
-                exif=img.exif,
-            )
-            h, w = img.rgb.shape[:2]
-            log.info(
-                "%s -> %s (%dx%d, %d-bit, %.1f s)",
-                src,
-                dst,
-                w,
-                h,
-                img.bit_depth,
-                time.perf_counter() - t0,
-            )
-        except (ImageError, ValueError, RuntimeError, OSError) as e:
-            msg = str(e) if str(e).startswith(str(src)) else f"{src}: {e}"
-            print(f"glsgn restore: error: {msg}", file=sys.stderr)
-            failed += 1
-    done = len(plan) - failed
-    print(f"restored {done} of {len(plan)} image(s) into {args.outdir}", file=sys.stderr)
-    return 1 if failed else 0
+
+
+def _check_patch_size(cfg: ModelConfig, patch_size: int | str) -> None:
+    """A fixed patch side must suit the model's grid; refused once here, not once per image."""
+    if patch_size != "auto":
+        dataclasses.replace(cfg, patch_size=patch_size)  # building a config validates it
+
+
+def _restore_file(
+    src: Path,
+    dst: Path,
+    model: nn.Module,
+    device: torch.device,
+    opts: RestoreConfig,
+    progress: bool,
+) -> str | None:
+    """Restore one image into `dst`; -> None, or the error line naming `src` (one bad image
+    does not stop the others)."""
+    try:
+        img = read_image(src)
+        t0 = time.perf_counter()
+        out = restore(
+            model,
+            torch.from_numpy(img.rgb).permute(2, 0, 1),
+            device=device,
+            precision=opts.precision,
+            patch_size=opts.patch_size,
+            max_memory=opts.max_memory,
+            progress=progress,
+        )
+        write_image(
+            dst,
+            out.permute(1, 2, 0).numpy(),
+            alpha=img.alpha,
+            bit_depth=img.bit_depth,
+            grayscale=img.grayscale,
+            icc=img.icc,
+            exif=img.exif,
+        )
+    except (ImageError, ValueError, RuntimeError, OSError) as e:
+        msg = str(e)  # most already start with the file's path: not twice
+        return msg if msg.startswith(str(src)) else f"{src}: {msg}"
+    h, w = img.rgb.shape[:2]
+    log.info(
+        "%s -> %s (%dx%d, %d-bit, %.1f s)",
+        src,
+        dst,
+        w,
+        h,
+        img.bit_depth,
+        time.perf_counter() - t0,
+    )
+    return None
 
 
 def _stage(command: str, work: Callable[[], object], errors: tuple[type[Exception], ...]) -> int:
@@ -239,21 +284,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     return _stage(
         "train",
-        lambda: train(args.run, load_params(args.params), seed=args.seed,
-                      progress=not args.quiet),
+        lambda: train(args.run, load_params(args.params), seed=args.seed, progress=not args.quiet),
         (ConfigError, TrainError, BackboneError, PairedFolderError),
     )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
-    from .train import TrainError
 
     return _stage(
         "evaluate",
-        lambda: evaluate(args.run, load_params(args.params), seed=args.seed,
-                         progress=not args.quiet),
-        (ConfigError, CheckpointError, PairedFolderError, TrainError, ValueError),
+        lambda: evaluate(
+            args.run, load_params(args.params), seed=args.seed, progress=not args.quiet
+        ),
+        (ConfigError, CheckpointError, PairedFolderError, ValueError),
     )
 
 
@@ -264,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    commands = {"restore": cmd_restore, "prepare": cmd_prepare, "train": cmd_train,
-                "evaluate": cmd_evaluate}  # fmt: skip
+    commands = {
+        "restore": cmd_restore,
+        "prepare": cmd_prepare,
+        "train": cmd_train,
+        "evaluate": cmd_evaluate,
+    }
     return commands[args.command](args)

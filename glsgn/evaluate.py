@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import load_checkpoint
-from .config import Params, RunPaths, variant_configs
+from .config import Params
 from .data.datasets import PairedImages
 from .data.io import write_image
 from .metrics import psnr_ssim
 from .restore import resolve_device, restore
-from .train import TrainError
+from .runs import Run, start
 
 __all__ = ["evaluate", "load_lpips", "psnr_ssim"]
 
@@ -64,89 +64,130 @@ def load_lpips(weights: str | None) -> tuple[torch.nn.Module | None, str]:
     return model.eval(), f"lpips (alex), backbone weights {path}"
 
 
-def _peak_mb(device: torch.device) -> tuple[float, str]:
+def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def evaluate(
-    run: str,
-    params: Params,
-    root: Path = Path("."),
-    seed: int | None = None,
-    progress: bool = True,
-) -> dict:
-    """Evaluate models/RUN/seedSEED.pt on its task's test split; writes the means
-    (metrics/RUN/seedSEED.json) and every image's metrics (.csv); returns the means."""
-    if run not in params.train.runs:
-        raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
-    spec = params.train.runs[run]
-    seed = params.train.seeds[0] if seed is None else seed
-    paths = RunPaths(run, seed)
-    mcfg, _ = variant_configs(params, spec.variant)
-    model, meta = load_checkpoint(root / paths.model, expect=mcfg)
-    device = resolve_device(params.evaluate.device)
-    ds = PairedImages(root / "data" / "prepared" / spec.task / "test")
-    lp, lp_note = load_lpips(params.evaluate.lpips_backbone)
-    if lp is not None:
-        lp = lp.to(device)
-    null = "" if lp is not None else " (recorded as null; nothing is downloaded at run time)"
-    log.info("evaluate %s seed %d on %s: %d test images, LPIPS: %s%s", run, seed, device, len(ds),
-             lp_note, null)  # fmt: skip
-    keep_dir = root / paths.restored
-    keep_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in tqdm(range(len(ds)), desc=f"evaluate {run}", disable=not progress):
-        item = ds[i]
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
-        out = restore(model, item["input"], device=device, progress=False)
-        seconds = time.perf_counter() - t0
-        peak, peak_kind = _peak_mb(device)
-        restored, target = out.permute(1, 2, 0).numpy(), item["target"].permute(1, 2, 0).numpy()
-        psnr, ssim = psnr_ssim(restored, target)
-        lp_value = None
-        if lp is not None:
-            with torch.no_grad():
-                a = out.clamp(0, 1)[None].to(device) * 2 - 1
-                lp_value = float(lp(a, item["target"][None].to(device) * 2 - 1).item())
-        rows.append({"name": item["name"], "seed": seed, "psnr": psnr, "ssim": ssim,
-                     "lpips": lp_value, "seconds": seconds, "peak_memory_mb": peak})  # fmt: skip
-        if i < params.evaluate.keep_images:
-            write_image(keep_dir / f"{item['name']}.png", restored)
+def _peak_kind(device: torch.device) -> str:
+    return "cuda_max_allocated" if device.type == "cuda" else "process_peak_rss"
 
-    def mean(key: str) -> float | None:
-        vals = [r[key] for r in rows if r[key] is not None]
-        return float(np.mean(vals)) if vals and len(vals) == len(rows) else None
 
-    metrics = {
-        "psnr": mean("psnr"),
-        "ssim": mean("ssim"),
-        "lpips": mean("lpips"),
-        "lpips_note": lp_note,
-        "seconds_per_image": mean("seconds"),
-        "peak_memory_mb": float(max(r["peak_memory_mb"] for r in rows)),
-        "peak_memory_kind": peak_kind,
-        "n_images": len(rows),
-        "run": run,
+def _lpips_distance(lp, out: torch.Tensor, target: torch.Tensor, device) -> float | None:
+    if lp is None:
+        return None
+    with torch.no_grad():
+        a = out.clamp(0, 1)[None].to(device) * 2 - 1
+        return float(lp(a, target[None].to(device) * 2 - 1).item())
+
+
+def _measure(model, item: dict, device: torch.device, lp, seed: int) -> tuple[dict, np.ndarray]:
+    """Restore one test image whole; -> (its row of metrics, the restored (H, W, 3) image)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    out = restore(model, item["input"], device=device, progress=False)
+    seconds = time.perf_counter() - t0
+    peak = _peak_mb(device)
+    restored, target = out.permute(1, 2, 0).numpy(), item["target"].permute(1, 2, 0).numpy()
+    psnr, ssim = psnr_ssim(restored, target)
+    lp_value = _lpips_distance(lp, out, item["target"], device)
+    row = {
+        "name": item["name"],
         "seed": seed,
-        "task": spec.task,
-        "variant": spec.variant,
+        "psnr": psnr,
+        "ssim": ssim,
+        "lpips": lp_value,
+        "seconds": seconds,
+        "peak_memory_mb": peak,
+    }
+    return row, restored
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    """The mean over every image, or None when an image has none (a mean of some would not
+    compare with another run's)."""
+    vals = [r[key] for r in rows if r[key] is not None]
+    return float(np.mean(vals)) if vals and len(vals) == len(rows) else None
+
+
+def _summary(rows: list[dict], run: Run, device: torch.device, meta: dict, lp_note: str) -> dict:
+    return {
+        "psnr": _mean(rows, "psnr"),
+        "ssim": _mean(rows, "ssim"),
+        "lpips": _mean(rows, "lpips"),
+        "lpips_note": lp_note,
+        "seconds_per_image": _mean(rows, "seconds"),
+        "peak_memory_mb": float(max(r["peak_memory_mb"] for r in rows)),
+        "peak_memory_kind": _peak_kind(device),
+        "n_images": len(rows),
+        "run": run.name,
+        "seed": run.seed,
+        "task": run.spec.task,
+        "variant": run.spec.variant,
         "device": str(device),
         "train_steps": meta["extra"].get("steps"),
         "semantic_backbone": meta["extra"].get("semantic_backbone"),
     }
-    (root / paths.metrics).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(root / paths.metrics) as f:
+
+
+def _write(root: Path, run: Run, metrics: dict, rows: list[dict]) -> None:
+    """The means (the stage's metrics file) and every image's row (its per-image .csv)."""
+    (root / run.paths.metrics).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(root / run.paths.metrics) as f:
         f.write((json.dumps(metrics, indent=1) + "\n").encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    with atomic_write(root / paths.per_image) as f:
+    with atomic_write(root / run.paths.per_image) as f:
         f.write(buf.getvalue().encode())
-    log.info("%s seed %d: PSNR %.2f dB, SSIM %.4f, LPIPS %s", run, seed, metrics["psnr"],
-             metrics["ssim"], metrics["lpips"])  # fmt: skip
+
+
+def evaluate(
+    name: str,
+    params: Params,
+    root: Path = Path("."),
+    seed: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate run `name` at `seed` (models/RUN/seedSEED.pt) on its task's test split; writes
+    the means (metrics/RUN/seedSEED.json) and every image's metrics (.csv); returns the means."""
+    run = Run.of(params, name, seed)
+    device = resolve_device(params.evaluate.device)
+    start(run, "evaluate", device)
+    model, meta = load_checkpoint(root / run.paths.model, expect=run.model_cfg)
+    ds = PairedImages(root / run.split("test"))
+    lp, lp_note = load_lpips(params.evaluate.lpips_backbone)
+    if lp is not None:
+        lp = lp.to(device)
+    null = "" if lp is not None else " (recorded as null; nothing is downloaded at run time)"
+    log.info(
+        "evaluate %s seed %d: %d test images, LPIPS: %s%s",
+        run.name,
+        run.seed,
+        len(ds),
+        lp_note,
+        null,
+    )
+    keep_dir = root / run.paths.restored
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in tqdm(range(len(ds)), desc=f"evaluate {name}", disable=not progress):
+        item = ds[i]
+        row, restored = _measure(model, item, device, lp, run.seed)
+        rows.append(row)
+        if i < params.evaluate.keep_images:
+            write_image(keep_dir / f"{item['name']}.png", restored)
+    metrics = _summary(rows, run, device, meta, lp_note)
+    _write(root, run, metrics, rows)
+    log.info(
+        "%s seed %d: PSNR %.2f dB, SSIM %.4f, LPIPS %s",
+        name,
+        run.seed,
+        metrics["psnr"],
+        metrics["ssim"],
+        metrics["lpips"],
+    )
     return metrics

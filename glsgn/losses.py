@@ -17,14 +17,21 @@ import torch
 from torch import Tensor, nn
 
 from .config import LossConfig
-from .model import GLSGN, FullResNet, GLSGNOutput
+from .model import GLSGNOutput
 from .model.pyramid import high_band
 from .model.resample import Region, downscale, to_grid
 
 __all__ = ["BackboneError", "SemanticBackbone", "GLSGNLoss", "TrainBatch", "TERMS"]
 
-TERMS = ("reconstruction", "pathway_global", "pathway_local", "content", "attention",
-         "intensity", "semantic")  # fmt: skip
+TERMS = (
+    "reconstruction",
+    "pathway_global",
+    "pathway_local",
+    "content",
+    "attention",
+    "intensity",
+    "semantic",
+)
 
 
 class BackboneError(RuntimeError):
@@ -130,10 +137,9 @@ class GLSGNLoss(nn.Module):
     that does not apply to the model (attention without PAC) is left out.
     """
 
-    def __init__(self, cfg: LossConfig, model: GLSGN | FullResNet) -> None:
+    def __init__(self, cfg: LossConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.model = [model]  # not a submodule: its parameters belong to the optimiser
         self.weights = {t: float(getattr(cfg, t)) for t in TERMS}
         self.backbone = SemanticBackbone(cfg) if self.weights["semantic"] > 0 else None
 
@@ -151,19 +157,11 @@ class GLSGNLoss(nn.Module):
 
     def _outputs(self, out: GLSGNOutput, batch: TrainBatch) -> list[tuple[Tensor, Region]]:
         """B_1..B_n on their grids, then B_g's part over the crop: finest to coarsest."""
-        m = self.model[0]
-        r = batch.region
-        outs = []
-        if isinstance(m, GLSGN):
-            outs = [(b, r.coarser(f)) for b, f in zip(out.b_local, m.factors, strict=True)]
-            if out.b_global is not None:
-                outs.append((self._global_part(out.b_global, r), r.coarser(m.global_factor)))
+        geo, r = out.geometry, batch.region
+        outs = [(b, geo.local(r, k)) for k, b in enumerate(out.b_local)]
+        if out.b_global is not None:
+            outs.append(geo.global_part(out.b_global, r))
         return outs
-
-    def _global_part(self, t: Tensor, r: Region) -> Tensor:
-        """The part of a global-grid map (B_g, A_g, I_4) that covers the crop."""
-        m = self.model[0]
-        return m.global_region(r).crop(t, r.coarser(m.global_factor))
 
     # --- reconstruction ----------------------------------------------------------------------
 
@@ -182,16 +180,14 @@ class GLSGNLoss(nn.Module):
         The low frequencies of B_1..B_{n-1} reach no output, so no reconstruction loss sees
         them; the content and intensity terms do. (An L1 on the whole B_k would bound both
         terms, and their ablations could show nothing.)"""
-        m = self.model[0]
-        if not isinstance(m, GLSGN) or not out.b_local:
+        if not out.b_local:
             return None
-        n = len(m.factors)
+        geo, n = out.geometry, len(out.b_local)
         losses = []
         for k, (b, rk) in enumerate(self._outputs(out, batch)[:n]):
-            y = downscale(batch.y, m.factors[k])
+            y = downscale(batch.y, geo.factors[k])
             if k + 1 < n:
-                ratio = m.factors[k + 1] // m.factors[k]
-                b, y = high_band(b, rk, ratio), high_band(y, rk, ratio)
+                b, y = high_band(b, rk, geo.ratio(k)), high_band(y, rk, geo.ratio(k))
             losses.append(_l1(b, y))
         return torch.stack(losses).mean()
 
@@ -210,15 +206,13 @@ class GLSGNLoss(nn.Module):
     def attention(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
         """Perceptual attention: each local pathway's own A_i (from its own features, not a
         copy of a cue) agrees with A_{i-1} and with A_g over the crop, on the coarser grid."""
-        m = self.model[0]
-        if not isinstance(m, GLSGN) or not out.a_local or out.a_local[0] is None:
+        if not out.a_local or out.a_local[0] is None:
             return None
-        r = batch.region
-        maps = [(a, r.coarser(f * m.bottleneck_factor))
-                for a, f in zip(out.a_local, m.factors, strict=True)]  # fmt: skip
+        geo, r = out.geometry, batch.region
+        maps = [(a, geo.attention(r, k)) for k, a in enumerate(out.a_local)]
         losses = [_agree(a, ra, b, rb) for (a, ra), (b, rb) in zip(maps, maps[1:], strict=False)]
         if out.a_global is not None:
-            a_g = (self._global_part(out.a_global, r), r.coarser(m.global_factor))
+            a_g = geo.global_part(out.a_global, r)
             losses += [_agree(a, ra, *a_g) for a, ra in maps]
         return torch.stack(losses).mean() if losses else None
 
@@ -229,15 +223,15 @@ class GLSGNLoss(nn.Module):
 
         The magnitude, not the signed layer: the signed layers' difference is exactly the
         content term's, so this term asks less (the amount removed, not its colour or sign)."""
-        m = self.model[0]
-        if not isinstance(m, GLSGN) or not m.factors:
+        if not out.b_local:
             return None
-        r = batch.region
-        layers = [(downscale(batch.x, f) - b, r.coarser(f))
-                  for b, f in zip(out.b_local, m.factors, strict=True)]  # fmt: skip
+        geo, r = out.geometry, batch.region
+        layers = [
+            (downscale(batch.x, f) - b, geo.local(r, k))
+            for k, (b, f) in enumerate(zip(out.b_local, geo.factors, strict=True))
+        ]
         if out.b_global is not None:
-            removed = self._global_part(batch.x_global - out.b_global, r)
-            layers.append((removed, r.coarser(m.global_factor)))
+            layers.append(geo.global_part(batch.x_global - out.b_global, r))
         if len(layers) < 2:
             return None
         common = _coarsest(*(rr for _, rr in layers))
@@ -253,8 +247,7 @@ class GLSGNLoss(nn.Module):
         outs = self._outputs(out, batch)
         r = batch.region
         pairs += [(b, to_grid(batch.y, r, rb)) for b, rb in outs]
-        pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:],
-                                                                       strict=False)]  # fmt: skip
+        pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:], strict=False)]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         images = [t for pair in pairs for t in pair]
         for i, t in enumerate(images):
@@ -264,8 +257,11 @@ class GLSGNLoss(nn.Module):
             layers = [f.chunk(len(idx)) for f in self.backbone(torch.cat([images[i] for i in idx]))]
             for j, i in enumerate(idx):
                 feats[i] = [f[j] for f in layers]
-        return torch.stack([
-            torch.stack([_l1(fa, fb) for fa, fb in zip(feats[2 * k], feats[2 * k + 1],
-                                                       strict=True)]).mean()
-            for k in range(len(pairs))
-        ]).mean()  # fmt: skip
+        return torch.stack(
+            [
+                torch.stack(
+                    [_l1(fa, fb) for fa, fb in zip(feats[2 * k], feats[2 * k + 1], strict=True)]
+                ).mean()
+                for k in range(len(pairs))
+            ]
+        ).mean()

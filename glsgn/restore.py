@@ -1,7 +1,8 @@
 """Seam-free restoration of a whole UHR image: `restore(model, image)`.
 
-The image is uploaded once, restored patch by patch by `glsgn.model.streaming` (the result
-equals processing the whole image at once, whatever the patch grid) and downloaded once. On
+The image is uploaded once, restored patch by patch by the model's own `stream` (the same
+traversal as its forward, so the result equals processing the whole image at once, whatever
+the patch grid) and downloaded once. On
 CUDA, `patch_size="auto"` takes the whole image, or the largest patch that fits the free
 memory (or `max_memory`), from a measured cost per pixel.
 """
@@ -12,21 +13,21 @@ import contextlib
 import logging
 import math
 import weakref
+from typing import get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import parse_memory
-from .model import GLSGN, FullResNet
-from .model.resample import pad_to_multiple
-from .model.streaming import patch_sides, stream, tiles
+from .config import Precision, autocast_dtype, parse_memory
+from .model.resample import pad_to_multiple, round_up
+from .model.traversal import Streamable, tiles
 
 __all__ = ["restore", "resolve_device", "tiles", "parse_memory", "choose_patch"]
 
 log = logging.getLogger(__name__)
 
-_AMP = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP = {p: autocast_dtype(p) for p in get_args(Precision)}
 _PROBE = 256  # side of the image whose restore measures the device memory per pixel
 _MARGIN = 1.25  # headroom on the measured cost: allocator rounding, cuDNN workspaces
 
@@ -72,42 +73,27 @@ def _finite(x: Tensor) -> Tensor:
     return x
 
 
-def _round_up(v: int, m: int) -> int:
-    return int(math.ceil(v / m) * m)
-
-
 # Measured device bytes per pixel, per model: {(device, precision): bytes}.
 _COST: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
-def _bytes_per_pixel(model: GLSGN | FullResNet, dev: torch.device, precision: str) -> float:
+def _bytes_per_pixel(model: Streamable, dev: torch.device, precision: str) -> float:
     """Peak device memory per pixel of restoring a small image in one patch, measured once."""
     cache = _COST.setdefault(model, {})
     if (dev, precision) not in cache:
-        side = _round_up(_PROBE, model.pad_multiple)
+        side = round_up(_PROBE, model.pad_multiple)
         x = torch.rand(1, 3, side, side, device=dev)
         torch.cuda.synchronize(dev)
         base = torch.cuda.memory_allocated(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         with _autocast(dev, precision):
-            stream(model, x, side)
+            model.stream(x, side)
         cache[(dev, precision)] = (torch.cuda.max_memory_allocated(dev) - base) / side**2
     return cache[(dev, precision)]
 
 
-def _buffer_bytes(model: GLSGN | FullResNet, h: int, w: int) -> int:
-    """float32 image-sized buffers `stream` keeps: input, output, B_1..B_n, the cues between
-    pathways and the largest pathway input."""
-    planes = 6  # input and output
-    if isinstance(model, GLSGN):
-        fs = model.factors
-        planes += sum(3 / f**2 for f in fs)  # B_1..B_n
-        planes += sum((3 + model.cfg.cue_channels) / f**2 for f in fs[1:])  # I_k and cues
-    return int(4 * h * w * planes)
-
-
 def choose_patch(
-    model: GLSGN | FullResNet,
+    model: Streamable,
     shape: tuple[int, int],
     dev: torch.device,
     precision: str,
@@ -123,22 +109,26 @@ def choose_patch(
     cfg = model.cfg
     if dev.type != "cuda":
         if max_memory is not None:
-            raise ValueError("max_memory: a device memory cap, for cuda only (on the CPU, "
-                             "choose patch_size)")  # fmt: skip
+            raise ValueError(
+                "max_memory: a device memory cap, for cuda only (on the CPU, choose patch_size)"
+            )
         return (cfg.patch_size if patch_size == "auto" else patch_size), True
     h, w = shape
     free, _ = torch.cuda.mem_get_info(dev)
     budget = min(0.9 * free, max_memory or math.inf)
     bpp = _MARGIN * _bytes_per_pixel(model, dev, precision)
-    halo = max(patch_sides(model, cfg.align)["halos"], default=0)  # global_only: none
-    floor = h * w / model.global_factor**2 if isinstance(model, GLSGN) else 0
+    halo = max(s.halo() for s in model.plan)  # the step whose tiles reach furthest
+    floor = h * w * model.whole_image_fraction  # the passes that always see the whole image
 
     def cost(p: int) -> float:
         return bpp * max(min(p + 2 * halo, h) * min(p + 2 * halo, w), floor)
 
-    buffers = _buffer_bytes(model, h, w)
-    candidates = [patch_size] if patch_size != "auto" else range(
-        _round_up(max(h, w), cfg.align), 2 * cfg.align - 1, -cfg.align)  # fmt: skip
+    buffers = model.buffer_bytes(h, w)
+    candidates = (
+        [patch_size]
+        if patch_size != "auto"
+        else range(round_up(max(h, w), cfg.align), 2 * cfg.align - 1, -cfg.align)
+    )
     for on_device in (True, False):
         for p in candidates:
             if cost(p) + buffers * on_device <= budget:
@@ -181,15 +171,17 @@ def restore(
     dev = resolve_device(device)
     if _AMP[precision] is not None and dev.type != "cuda":
         raise ValueError(f"precision {precision!r} (autocast) is supported on cuda only, not {dev}")
-    if not isinstance(model, (GLSGN, FullResNet)):
+    if not isinstance(model, Streamable):
         raise TypeError(f"model: expected GLSGN or FullResNet, got {type(model).__name__}")
     cfg = model.cfg
     patch = patch_size if patch_size is not None else cfg.patch_size
     if patch != "auto" and (
         not isinstance(patch, int) or patch < 2 * cfg.align or patch % cfg.align
     ):
-        raise ValueError(f"patch_size: expected auto or a multiple of {cfg.align} >= "
-                         f"{2 * cfg.align}, got {patch!r}")  # fmt: skip
+        raise ValueError(
+            f"patch_size: expected auto or a multiple of {cfg.align} >= "
+            f"{2 * cfg.align}, got {patch!r}"
+        )
     if halo is not None and (not isinstance(halo, int) or halo < 0):
         raise ValueError(f"halo: expected an int >= 0, got {halo!r}")
     cap = parse_memory(max_memory)
@@ -198,13 +190,16 @@ def restore(
     h, w = x.shape[-2:]
     was_training = model.training
     weights = [p for p in model.parameters() if p.dim() == 4]
-    layout = (torch.channels_last if weights[0].is_contiguous(memory_format=torch.channels_last)
-              else torch.contiguous_format)  # fmt: skip
+    layout = (
+        torch.channels_last
+        if weights[0].is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
     # channels_last: faster convolutions on CUDA and on the CPU (measured in README)
     model.eval().to(dev, memory_format=torch.channels_last)
     try:
         m = model.pad_multiple
-        hp, wp = _round_up(h, m), _round_up(w, m)
+        hp, wp = round_up(h, m), round_up(w, m)
         patch, on_device = choose_patch(model, (hp, wp), dev, precision, patch, cap)
         if on_device and x.device != dev:  # one upload, from pinned memory
             x = x.contiguous()
@@ -213,7 +208,7 @@ def restore(
             x = x.cpu()
         xp, _ = pad_to_multiple(_finite(x), m)
         with _autocast(dev, precision):
-            out = stream(model, xp, patch, halo, progress)[0, :, :h, :w]
+            out = model.stream(xp, patch, halo, progress)[0, :, :h, :w]
     finally:  # the caller's model as it was (training numerics depend on the layout)
         model.train(was_training).to(memory_format=layout)
     if out.is_cuda:  # one download, into pinned memory

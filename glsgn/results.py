@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import VARIANTS, Params, RunPaths
+from .config import VARIANTS, Params
+from .runs import RunPaths
 
 __all__ = [
     "project_root",
@@ -52,9 +53,7 @@ def task_runs(params: Params, task: str) -> dict[str, str]:
     return {v: runs[v] for v in sorted(runs, key=_variant_rank)}
 
 
-def load_metrics(
-    metrics_dir: str | Path, runs: dict[str, str], seeds: Sequence[int]
-) -> list[dict]:
+def load_metrics(metrics_dir: str | Path, runs: dict[str, str], seeds: Sequence[int]) -> list[dict]:
     """Each variant's test-set means ({variant: run}, as `task_runs` gives them), from the
     evaluate stages' metrics/RUN/seedS.json, averaged over `seeds`; `full` first, then the
     ablations and baselines. A row is the first seed's record with psnr, ssim and lpips
@@ -64,7 +63,7 @@ def load_metrics(
     for run in runs.values():
         per_seed = []
         for seed in seeds:
-            path = RunPaths(run, seed).under(metrics_dir).with_suffix(".json")
+            path = RunPaths(run, seed, metrics_dir=metrics_dir).metrics
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no metrics for {run} seed {seed} (run dvc repro)")
             per_seed.append(json.loads(path.read_text()))
@@ -87,14 +86,21 @@ def load_per_image(
     rows = []
     for variant, run in runs.items():
         for seed in seeds:
-            path = RunPaths(run, seed).under(metrics_dir).with_suffix(".csv")
+            path = RunPaths(run, seed, metrics_dir=metrics_dir).per_image
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no per-image metrics (run dvc repro)")
             with open(path, newline="") as f:
                 for r in csv.DictReader(f):
-                    rows.append({"task": task, "variant": variant, "seed": seed,
-                                 "image": r["name"], "psnr": float(r["psnr"]),
-                                 "ssim": float(r["ssim"])})  # fmt: skip
+                    rows.append(
+                        {
+                            "task": task,
+                            "variant": variant,
+                            "seed": seed,
+                            "image": r["name"],
+                            "psnr": float(r["psnr"]),
+                            "ssim": float(r["ssim"]),
+                        }
+                    )
     return rows
 
 
@@ -102,7 +108,7 @@ def load_curves(
     dvclive_dir: str | Path, run: str, seed: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A training run's dvclive curves at one seed, {"train/total": (steps, values), ...}."""
-    root = RunPaths(run, seed).under(dvclive_dir) / "plots" / "metrics"
+    root = RunPaths(run, seed, dvclive_dir=dvclive_dir).live / "plots" / "metrics"
     curves = {}
     for path in sorted(root.rglob("*.tsv")):
         table = np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)
@@ -135,8 +141,10 @@ def load_pairs(prepared_dir: str | Path, task: str, split: str = "train", n: int
     manifest = root / "manifest.json"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: no prepared data (run dvc repro first)")
-    sources = {Path(s["name"]).stem: str(s.get("source", "paired"))
-               for s in json.loads(manifest.read_text())["samples"]}  # fmt: skip
+    sources = {
+        Path(s["name"]).stem: str(s.get("source", "paired"))
+        for s in json.loads(manifest.read_text())["samples"]
+    }
     kinds = {"photo": "photo", "dead_leaves": "scene"}
     pairs = PairedImages(root / split)
     kind = [kinds.get(sources.get(p.name, "").split(":")[0], "paired") for p in pairs.pairs]
@@ -148,6 +156,12 @@ def load_pairs(prepared_dir: str | Path, task: str, split: str = "train", n: int
     out = []
     for _, _, i in sorted(order)[:n]:
         item = pairs[i]
-        out.append({"name": item["name"], "input": to_image(item["input"]),
-                    "target": to_image(item["target"]), "source": kind[i]})  # fmt: skip
+        out.append(
+            {
+                "name": item["name"],
+                "input": to_image(item["input"]),
+                "target": to_image(item["target"]),
+                "source": kind[i],
+            }
+        )
     return out

@@ -320,10 +320,21 @@ def family(
         text = verdict(c.mean, low, high, spread, n_seeds)
         out.append(
             Result(
-                pair.task, pair.variant, pair.metric, c.mean, low, high, float(p_adj),
-                text == "holds", text, n_seeds, n_images, float(p_j), spread,
+                pair.task,
+                pair.variant,
+                pair.metric,
+                c.mean,
+                low,
+                high,
+                float(p_adj),
+                text == "holds",
+                text,
+                n_seeds,
+                n_images,
+                float(p_j),
+                spread,
             )
-        )  # fmt: skip
+        )
     return out
 
 

@@ -9,6 +9,7 @@ Runs unchanged under `torchrun --nproc_per_node=N` (DDP: nccl on GPUs, gloo on C
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -25,17 +26,19 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .checkpoint import config_dict, config_diffs, save_checkpoint
-from .config import Params, RunPaths, RunSpec, TrainConfig, variant_configs
+from .config import Params, TrainConfig, autocast_dtype
 from .data.datasets import PairedImages, TrainCrops
 from .losses import GLSGNLoss, TrainBatch
 from .metrics import psnr
 from .model import build_model
 from .model.resample import Region
 from .restore import restore
+from .runs import Run, start
 
 __all__ = ["train", "TrainError"]
 
 log = logging.getLogger(__name__)
+
 
 class TrainError(RuntimeError):
     """Training cannot start or resume; the message says why and what to do."""
@@ -65,19 +68,23 @@ class StepBatches(Sampler):
 
 
 def _warn_small_crop(model, crop: int | None) -> None:
-    """Say so when a local pathway's crop is all border: its output near the crop's edge
-    depends on the zero padding there, which whole-image inference never sees."""
-    if crop is None or not hasattr(model, "local_radius"):
+    """Say so when a step's crop is all border: its output near the crop's edge depends on
+    the zero padding there, which whole-image inference never sees."""
+    if crop is None:
         return
-    for k, f in enumerate(model.factors):
-        side, radius = crop // f, model.local_radius(k)
-        if side <= 2 * radius:
+    for step in model.plan:
+        side = crop // step.factor
+        if step.radius and side <= 2 * step.radius:
             log.warning(
-                "train.crop %d: local pathway %d sees %d px and its receptive radius is %d px, "
-                "so none of its crop is out of reach of the crop's border; its outputs will "
-                "differ from whole-image inference (use train.crop: null, or >= %d)",
-                crop, k + 1, side, radius, (2 * radius + 1) * f,
-            )  # fmt: skip
+                "train.crop %d: %s sees %d px and its receptive radius is %d px, so none of its "
+                "crop is out of reach of the crop's border; its outputs will differ from "
+                "whole-image inference (use train.crop: null, or >= %d)",
+                crop,
+                step.name,
+                side,
+                step.radius,
+                (2 * step.radius + 1) * step.factor,
+            )
             return
 
 
@@ -111,8 +118,17 @@ def _validate(model, root: Path, device: torch.device) -> float:
     """Mean PSNR of the val split restored at full resolution (the same as evaluation)."""
     patch = "auto" if device.type == "cuda" else None  # the whole image when it fits
     ds = PairedImages(root)
-    return float(np.mean([psnr(restore(model, it["input"], device=device, patch_size=patch,
-                                       progress=False), it["target"]) for it in ds]))  # fmt: skip
+    return float(
+        np.mean(
+            [
+                psnr(
+                    restore(model, it["input"], device=device, patch_size=patch, progress=False),
+                    it["target"],
+                )
+                for it in ds
+            ]
+        )
+    )
 
 
 def _state(model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg) -> dict:
@@ -225,129 +241,259 @@ def _step(net, model, loss_fn, opt, sched, scaler, batch: TrainBatch, amp, tcfg)
 def _to_device(b: dict, device: torch.device) -> TrainBatch:
     size, box = b["size"][0].tolist(), b["box"][0].tolist()
     return TrainBatch(
-        *(b[k].to(device, non_blocking=True) for k in ("input", "target", "input_global",
-                                                      "target_global")),
+        *(
+            b[k].to(device, non_blocking=True)
+            for k in ("input", "target", "input_global", "target_global")
+        ),
         region=Region(tuple(size), tuple(box)),
-    )  # fmt: skip
+    )
+
+
+@dataclasses.dataclass
+class _Parts:
+    """What a run's steps work on."""
+
+    run: Run
+    tcfg: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    model: torch.nn.Module
+    loss_fn: GLSGNLoss
+    data: TrainCrops
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+
+
+def _build(
+    run: Run,
+    tcfg: TrainConfig,
+    device: torch.device,
+    rank: int,
+    world: int,
+    root: Path,
+    progress: bool,
+) -> _Parts:
+    """The model, loss, training crops and optimiser of `run`. Built in this order, because the
+    model and the loss's backbone draw their weights from torch's generator: a run at a seed
+    draws the same weights every time."""
+    amp = autocast_dtype(tcfg.precision)
+    amp = amp if device.type == "cuda" else None
+    mcfg, lcfg = run.model_cfg, run.loss_cfg
+    model = build_model(mcfg).to(device)
+    if device.type == "cuda" and tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = GLSGNLoss(lcfg).to(device)
+    ds = TrainCrops(
+        root / run.split("train"),
+        tcfg.crop,
+        model.pad_multiple,
+        mcfg.global_scale,
+        seed=run.seed,
+        cache=root / "data" / "cache",
+        progress=progress,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
+    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
+    return _Parts(run, tcfg, device, rank, world, model, loss_fn, ds, opt, sched, scaler, amp)
+
+
+def _run_state(p: _Parts, step: int) -> dict:
+    run = p.run
+    return _state(p.model, p.opt, p.sched, step, run.name, run.seed, run.model_cfg, p.tcfg)
+
+
+def _backbone(loss_fn: GLSGNLoss) -> tuple[str, str]:
+    """(where the semantic term's backbone came from, its kind), for the log and the release."""
+    sb = loss_fn.backbone
+    return (sb.source, sb.kind) if sb is not None else ("not used",) * 2
+
+
+def _describe(p: _Parts, first: int, workers: int, backbone: str) -> None:
+    tcfg = p.tcfg
+    log.log(
+        logging.INFO if p.rank == 0 else logging.DEBUG,
+        "train %s seed %d: %d params, %d train pairs%s, steps %d from %d, batch %d x %d, crop %s, "
+        "lr %g, %d loader workers; semantic backbone: %s",
+        p.run.name,
+        p.run.seed,
+        sum(q.numel() for q in p.model.parameters()),
+        len(p.data),
+        f", {tcfg.precision} autocast" if p.amp else "",
+        tcfg.steps,
+        first,
+        tcfg.batch_size,
+        p.world,
+        tcfg.crop or "whole image",
+        tcfg.lr,
+        workers,
+        backbone,
+    )
+
+
+def _open_live(path: Path, run: Run, resume: bool, backbone: str):
+    live = _live(path, resume)
+    live.log_params(
+        {
+            "run": run.name,
+            "seed": run.seed,
+            "task": run.spec.task,
+            "variant": run.spec.variant,
+            "semantic_backbone": backbone,
+        }
+    )
+    return live
+
+
+def _loader(p: _Parts, first: int, workers: int) -> DataLoader:
+    """The batches of steps `first`.. (StepBatches: the same ones a run from step 0 sees)."""
+    sampler = StepBatches(
+        len(p.data), p.tcfg.batch_size, p.run.seed, first, p.tcfg.steps, p.rank, p.world
+    )
+    return DataLoader(
+        p.data,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=p.device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+class _Throughput:
+    """Samples per second over each log interval, less the time spent validating and saving,
+    which is not training time (the first interval includes start-up)."""
+
+    def __init__(self, step: int, batch: int, world: int):
+        self.t, self.step, self.paused = time.perf_counter(), step, 0.0
+        self.batch, self.world = batch, world
+
+    def rate(self, done: int) -> float:
+        """Over the steps since the last call; starts the next interval."""
+        now = time.perf_counter()
+        rate = (done - self.step) * self.batch * self.world / (now - self.t - self.paused)
+        self.t, self.step, self.paused = now, done, 0.0
+        return rate
+
+    @contextlib.contextmanager
+    def pause(self):
+        t0 = time.perf_counter()
+        yield
+        self.paused += time.perf_counter() - t0
+
+
+def _log_train(live, bar, p: _Parts, done: int, terms: dict, grad_norm, clock: _Throughput):
+    live.step = done
+    for k, v in terms.items():
+        live.log_metric(f"train/{k}", float(v.detach()))
+    live.log_metric("train/lr", p.sched.get_last_lr()[0])
+    live.log_metric("train/grad_norm", float(grad_norm))
+    live.log_metric("train/samples_per_s", clock.rate(done))
+    if p.device.type == "cuda":
+        live.log_metric("train/peak_cuda_mb", torch.cuda.max_memory_allocated() / 2**20)
+    bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
+    live.make_summary()
+
+
+def _log_validation(live, p: _Parts, root: Path, done: int) -> None:
+    live.step = done
+    live.log_metric("val/psnr", _validate(p.model, root / p.run.split("val"), p.device))
+    live.make_summary()
+
+
+def _save_state(path: Path, p: _Parts, done: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        torch.save(_run_state(p, done), f)
+
+
+def _steps(
+    p: _Parts, net, loader: DataLoader, live, bar, root: Path, first: int, stop_at: int | None
+) -> bool:
+    """Steps `first`.. with their logging, validation and resumable state; -> False when
+    stopped at `stop_at`, as a kill would stop them."""
+    tcfg = p.tcfg
+    clock = _Throughput(first, tcfg.batch_size, p.world)
+    for step, b in zip(range(first, tcfg.steps), loader, strict=True):
+        p.model.train()
+        terms, grad_norm = _step(
+            net, p.model, p.loss_fn, p.opt, p.sched, p.scaler, _to_device(b, p.device), p.amp, tcfg
+        )
+        done = step + 1
+        bar.update()
+        last = done == tcfg.steps
+        # reading a loss waits for the device: only on log steps
+        if live is not None and (done % tcfg.log_every == 0 or last):
+            _log_train(live, bar, p, done, terms, grad_norm, clock)
+        with clock.pause():
+            if live is not None and (done % tcfg.val_every == 0 or last):
+                _log_validation(live, p, root, done)
+            if p.rank == 0 and (done % tcfg.checkpoint_every == 0 or last):
+                _save_state(root / p.run.paths.checkpoint, p, done)
+        if stop_at is not None and done >= stop_at:
+            return False
+    return True
+
+
+def _release(p: _Parts, root: Path, live, backbone: str, backbone_kind: str) -> Path:
+    """Save the release checkpoint (what evaluation and `glsgn restore` load)."""
+    run, out_path = p.run, root / p.run.paths.model
+    if p.rank == 0:
+        save_checkpoint(
+            out_path,
+            p.model,
+            extra={
+                "run": run.name,
+                "seed": run.seed,
+                "task": run.spec.task,
+                "variant": run.spec.variant,
+                "steps": p.tcfg.steps,
+                "loss": dataclasses.asdict(run.loss_cfg),
+                "semantic_backbone": backbone_kind,
+                "semantic_backbone_detail": backbone,
+            },
+        )
+        live.end()
+        log.info("saved %s after %d steps", out_path, p.tcfg.steps)
+    if p.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out_path
 
 
 def train(
-    run: str,
+    name: str,
     params: Params,
     root: Path = Path("."),
     seed: int | None = None,
     stop_at: int | None = None,
     progress: bool = True,
 ) -> Path | None:
-    """Train `run` (a key of train.runs) with `seed` (default: the first of train.seeds);
-    returns models/RUN/seedSEED.pt. `stop_at` ends the process's work after that step, as a
-    kill would (for tests and preemption drills)."""
-    # --- setup
-    if run not in params.train.runs:
-        raise TrainError(f"run {run!r} is not in train.runs ({', '.join(params.train.runs)})")
-    spec: RunSpec = params.train.runs[run]
-    tcfg = params.train
-    seed = tcfg.seeds[0] if seed is None else seed
-    paths = RunPaths(run, seed)
-    mcfg, lcfg = variant_configs(params, spec.variant)
+    """Train run `name` of train.runs at `seed` of train.seeds (default: the first); returns
+    models/RUN/seedSEED.pt. `stop_at` ends the process's work after that step, as a kill
+    would (for tests and preemption drills)."""
+    run = Run.of(params, name, seed)
     device, rank, world = _device()
-    torch.manual_seed(seed)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tcfg.amp)
-    amp = amp if device.type == "cuda" else None
-    model = build_model(mcfg).to(device)
-    if device.type == "cuda" and tcfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = GLSGNLoss(lcfg, model).to(device)
-    data_root = root / "data" / "prepared" / spec.task
-    ds = TrainCrops(data_root / "train", tcfg.crop, model.pad_multiple, mcfg.global_scale,
-                    seed=seed, cache=root / "data" / "cache", progress=progress)  # fmt: skip
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
-    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
-
-    # --- resume
-    state_path = root / paths.checkpoint
-    now = _state(model, opt, sched, 0, run, seed, mcfg, tcfg)
-    start = _resume(state_path, model, opt, sched, now)
-    sb = loss_fn.backbone
-    backbone, backbone_kind = (sb.source, sb.kind) if sb is not None else ("not used",) * 2
-    workers = _workers(tcfg, device)
-    log.log(
-        logging.INFO if rank == 0 else logging.DEBUG,
-        "train %s, seed %d: task %s, variant %s (%s), %d params, %d train pairs, device %s%s, "
-        "steps %d from %d, batch %d x %d, crop %s, lr %g, %d loader workers; "
-        "semantic backbone: %s",
-        run, seed, spec.task, spec.variant, mcfg.variant,
-        sum(p.numel() for p in model.parameters()),
-        len(ds), device, f" ({tcfg.amp} autocast)" if amp else "", tcfg.steps, start,
-        tcfg.batch_size, world, tcfg.crop or "whole image", tcfg.lr, workers, backbone,
-    )  # fmt: skip
-    _warn_small_crop(model, tcfg.crop)
-    net = DistributedDataParallel(model) if world > 1 else model
-    live = _live(root / paths.live, start > 0) if rank == 0 else None
-    if live is not None:
-        live.log_params({"run": run, "seed": seed, "task": spec.task, "variant": spec.variant,
-                         "semantic_backbone": backbone})  # fmt: skip
-    sampler = StepBatches(len(ds), tcfg.batch_size, seed, start, tcfg.steps, rank, world)
-    loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=_collate,
-                        pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
-    bar = tqdm(total=tcfg.steps, initial=start, desc=f"train {run} seed {seed}", unit="step",
-               disable=not progress or rank != 0)  # fmt: skip
-
-    # --- steps; samples/s is measured over each log interval (the first one includes start-up)
-    # and the time spent validating and saving is not training time
-    t_log, n_log, paused = time.perf_counter(), start, 0.0
-    for step, b in zip(range(start, tcfg.steps), loader, strict=True):
-        model.train()
-        terms, grad_norm = _step(net, model, loss_fn, opt, sched, scaler, _to_device(b, device),
-                                 amp, tcfg)  # fmt: skip
-        done = step + 1
-        bar.update()
-        last = done == tcfg.steps
-        # --- log (reading a loss waits for the device: only on log steps)
-        if live is not None and (done % tcfg.log_every == 0 or last):
-            live.step = done
-            for k, v in terms.items():
-                live.log_metric(f"train/{k}", float(v.detach()))
-            live.log_metric("train/lr", sched.get_last_lr()[0])
-            live.log_metric("train/grad_norm", float(grad_norm))
-            now = time.perf_counter()
-            live.log_metric("train/samples_per_s", (done - n_log) * tcfg.batch_size * world /
-                            (now - t_log - paused))  # fmt: skip
-            t_log, n_log, paused = now, done, 0.0
-            if device.type == "cuda":
-                live.log_metric("train/peak_cuda_mb", torch.cuda.max_memory_allocated() / 2**20)
-            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
-            live.make_summary()
-        t_pause = time.perf_counter()
-        # --- validate
-        if live is not None and (done % tcfg.val_every == 0 or last):
-            live.step = done
-            live.log_metric("val/psnr", _validate(model, data_root / "val", device))
-            live.make_summary()
-        # --- save the resumable state
-        if rank == 0 and (done % tcfg.checkpoint_every == 0 or last):
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(state_path) as f:
-                torch.save(_state(model, opt, sched, done, run, seed, mcfg, tcfg), f)
-        paused += time.perf_counter() - t_pause
-        if stop_at is not None and done >= stop_at:
-            bar.close()
-            return None
+    start(run, "train", device, rank)
+    p = _build(run, params.train, device, rank, world, root, progress)
+    first = _resume(root / run.paths.checkpoint, p.model, p.opt, p.sched, _run_state(p, 0))
+    backbone, backbone_kind = _backbone(p.loss_fn)
+    workers = _workers(p.tcfg, device)
+    _describe(p, first, workers, backbone)
+    _warn_small_crop(p.model, p.tcfg.crop)
+    net = DistributedDataParallel(p.model) if world > 1 else p.model
+    live = _open_live(root / run.paths.live, run, first > 0, backbone) if rank == 0 else None
+    loader = _loader(p, first, workers)
+    bar = tqdm(
+        total=p.tcfg.steps,
+        initial=first,
+        desc=f"train {name} seed {run.seed}",
+        unit="step",
+        disable=not progress or rank != 0,
+    )
+    finished = _steps(p, net, loader, live, bar, root, first, stop_at)
     bar.close()
-
-    # --- release checkpoint
-    out_path = root / paths.model
-    if rank == 0:
-        save_checkpoint(out_path, model, extra={
-            "run": run, "seed": seed, "task": spec.task, "variant": spec.variant,
-            "steps": tcfg.steps,
-            "loss": dataclasses.asdict(lcfg), "semantic_backbone": backbone_kind,
-            "semantic_backbone_detail": backbone,
-        })  # fmt: skip
-        live.end()
-        log.info("saved %s after %d steps", out_path, tcfg.steps)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return out_path
+    return _release(p, root, live, backbone, backbone_kind) if finished else None

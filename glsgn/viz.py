@@ -158,9 +158,13 @@ def image_grid(
         raise ValueError("image_grid: no images")
     rows, cols = _grid(len(images), cols)
     h, w = first.shape[:2]
-    fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
-                             figsize=(size * cols + (1.0 if colorbar else 0),
-                                      size * rows * h / w + 0.35 * rows))  # fmt: skip
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        squeeze=False,
+        layout="constrained",
+        figsize=(size * cols + (1.0 if colorbar else 0), size * rows * h / w + 0.35 * rows),
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles, strict=False):
@@ -194,9 +198,14 @@ def zoom_grid(
     rows, cols = _grid(len(imgs), cols)
     (h, w), (ch, cw) = imgs[0].shape[:2], crops[0].shape[:2]
     ratios = [h / w, ch / cw] * rows
-    fig, axes = plt.subplots(2 * rows, cols, squeeze=False, layout="constrained",
-                             figsize=(size * cols, size * sum(ratios) + 0.35 * rows),
-                             gridspec_kw={"height_ratios": ratios})  # fmt: skip
+    fig, axes = plt.subplots(
+        2 * rows,
+        cols,
+        squeeze=False,
+        layout="constrained",
+        figsize=(size * cols, size * sum(ratios) + 0.35 * rows),
+        gridspec_kw={"height_ratios": ratios},
+    )
     for ax in axes.flat:
         ax.axis("off")
     y0, y1, x0, x1 = box
@@ -246,8 +255,16 @@ def metric_bars(
     ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
     if not known:
         ax.set_yticks([])
-        ax.text(0.5, 0.5, f"{metric}: {missing}", transform=ax.transAxes, ha="center",
-                va="center", wrap=True, fontsize=9)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            f"{metric}: {missing}",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=9,
+        )
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -269,8 +286,14 @@ def forest_plot(results: Sequence, metric: str, unit: str = "", title: str = "")
         colour = "tab:blue" if r.holds else "0.35"
         ax.plot([r.low, r.high], [y, y], color=colour, lw=1.6)
         ax.plot(r.mean, y, "o", color=colour, mfc=colour if r.holds else "white", ms=6)
-        ax.text(1.02, y, f"{r.verdict}  ({r.n_seeds} seeds x {r.n_images} images)",
-                transform=ax.get_yaxis_transform(), va="center", fontsize=7)  # fmt: skip
+        ax.text(
+            1.02,
+            y,
+            f"{r.verdict}  ({r.n_seeds} seeds x {r.n_images} images)",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+            fontsize=7,
+        )
     ax.set_yticks(ys, [r.variant for r in rows])
     ax.set_xlabel(f"{metric.upper()} difference to full" + (f" ({unit})" if unit else ""))
     if spread:
@@ -297,18 +320,29 @@ def curve_grid(
     panel, `highlight` drawn black and thicker) and one legend for all. `logy` may name the
     panels to draw on a log scale; `notes` adds a line of text under a panel's curves."""
     labels = list(dict.fromkeys(k for lines in panels.values() for k in lines))
-    style = {k: {"color": "black", "lw": 2.2} if k == highlight else
-             {"color": plt.get_cmap("tab10")(i % 10), "lw": 1.2}
-             for i, k in enumerate(labels)}  # fmt: skip
+    style = {
+        k: {"color": "black", "lw": 2.2}
+        if k == highlight
+        else {"color": plt.get_cmap("tab10")(i % 10), "lw": 1.2}
+        for i, k in enumerate(labels)
+    }
     rows, cols = _grid(len(panels), cols)
-    fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
-                             figsize=(3.6 * cols, 2.7 * rows + 0.6))  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, cols, squeeze=False, layout="constrained", figsize=(3.6 * cols, 2.7 * rows + 0.6)
+    )
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax, (title, lines) in zip(axes.flat, panels.items(), strict=False):
         for label, (x, y) in lines.items():
-            ax.plot(x, y, marker="o" if len(x) <= 12 else None, ms=4, label=label,
-                    zorder=3 if label == highlight else 2, **style[label])  # fmt: skip
+            ax.plot(
+                x,
+                y,
+                marker="o" if len(x) <= 12 else None,
+                ms=4,
+                label=label,
+                zorder=3 if label == highlight else 2,
+                **style[label],
+            )
         if logx:
             ax.set_xscale("log")
         if logy is True or (isinstance(logy, set) and title in logy):
@@ -327,11 +361,17 @@ def curve_grid(
         ax.set_ylabel(ylabel.get(title, "") if isinstance(ylabel, dict) else ylabel)
         ax.grid(alpha=0.3)
         if notes and title in notes:
-            ax.text(0.02, 0.02, notes[title], transform=ax.transAxes, fontsize=7, va="bottom",
-                    wrap=True)  # fmt: skip
+            ax.text(
+                0.02, 0.02, notes[title], transform=ax.transAxes, fontsize=7, va="bottom", wrap=True
+            )
     handles = [plt.Line2D([], [], label=k, **style[k]) for k in labels]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(labels), 5),
-               fontsize=8, frameon=False)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(labels), 5),
+        fontsize=8,
+        frameon=False,
+    )
     return fig
 
 
@@ -343,9 +383,11 @@ def efficiency_panels(
     cases that did not run (with the reason)."""
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {"time": {}, "peak memory": {}}
     ticks, missing = {}, []
-    names = {("glsgn", "stream"): "GLSGN (patch-streamed)",
-             ("fullres", "whole"): "fullres (whole image)",
-             ("fullres", "stream"): "fullres (patch-streamed)"}  # fmt: skip
+    names = {
+        ("glsgn", "stream"): "GLSGN (patch-streamed)",
+        ("fullres", "whole"): "fullres (whole image)",
+        ("fullres", "stream"): "fullres (patch-streamed)",
+    }
     for r in sorted(results, key=lambda r: r.get("height", 0) * r.get("width", 0)):
         label = names.get((r["model"], r.get("mode")), f"{r['model']} ({r.get('mode')})")
         if "error" in r:

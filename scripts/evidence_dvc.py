@@ -21,8 +21,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "evaluate", "notebook-ablation")
-PROFILES = {"evidence": "The CPU evidence profile (`make evidence`)",
-            "evidence/gpu": "The GPU evidence profile (`make evidence-gpu`)"}  # fmt: skip
+PROFILES = {
+    "evidence": "The CPU evidence profile (`make evidence`)",
+    "evidence/gpu": "The GPU evidence profile (`make evidence-gpu`)",
+}
 
 
 def _outside(path: str, up: str) -> str:
@@ -39,8 +41,9 @@ def _stage(stage: dict, up: str) -> dict:
     if "deps" in out:
         out["deps"] = [_outside(d, up) for d in out["deps"]]
     cmd = out["cmd"]
-    cmd = cmd.replace("glsgn prepare ${item} --quiet",
-                      f"glsgn prepare ${{item}} --raw {up}data/raw --quiet")
+    cmd = cmd.replace(
+        "glsgn prepare ${item} --quiet", f"glsgn prepare ${{item}} --raw {up}data/raw --quiet"
+    )
     cmd = cmd.replace(" notebooks/", f" {up}notebooks/")
     out["cmd"] = cmd
     return out

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from glsgn.config import RunPaths, load_params
+from glsgn.config import load_params
 from glsgn.data.io import read_image
 from glsgn.metrics import periodic_peak
+from glsgn.runs import Run
 
 PERIODS = (2, 4, 8)
 
@@ -27,13 +28,12 @@ def main() -> None:
     print("| run | image | " + " | ".join(f"{n} px" for n in PERIODS) + " |")
     print("|---|---|" + "---|" * len(PERIODS))
     for run in args.runs:
-        task = params.train.runs[run].task
-        folder = RunPaths(run, params.train.seeds[0] if args.seed is None else args.seed).restored
-        images = sorted((args.root / folder).glob("*.png"))
+        r = Run.of(params, run, args.seed)
+        images = sorted((args.root / r.paths.restored).glob("*.png"))
         if not images:
-            raise SystemExit(f"{run}: no restored images in {folder}")
+            raise SystemExit(f"{run}: no restored images in {r.paths.restored}")
         for path in images:
-            target = read_image(args.root / "data/prepared" / task / "test/target" / path.name)
+            target = read_image(args.root / r.split("test") / "target" / path.name)
             residual = read_image(path).rgb - target.rgb
             peaks = " | ".join(f"{periodic_peak(residual, n):.1f}" for n in PERIODS)
             print(f"| {run} | {path.stem} | {peaks} |")

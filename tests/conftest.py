@@ -14,6 +14,7 @@ TINY = ModelConfig(
     widths=(4, 8, 16), blocks=1, cue_channels=4, fusion_channels=4, fusion_blocks=1, patch_size=32
 )
 
+
 def build(cfg: ModelConfig, seed: int = 0) -> nn.Module:
     """`build_model(cfg)` with every weight moved off its initialisation, as training would.
 

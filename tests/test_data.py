@@ -25,8 +25,11 @@ from glsgn.model.resample import Region, downscale, pad_to_multiple
 
 from .conftest import TINY, build
 
-SMALL = DataConfig(size=(96, 160), reference_size=160, splits=dataclasses.replace(
-    DataConfig().splits, train=2, val=1, test=1))  # fmt: skip
+SMALL = DataConfig(
+    size=(96, 160),
+    reference_size=160,
+    splits=dataclasses.replace(DataConfig().splits, train=2, val=1, test=1),
+)
 
 
 def _photo(h=120, w=200, seed=0):
@@ -149,16 +152,29 @@ def _rain_angle(layer: np.ndarray) -> float:
 
 @pytest.mark.parametrize("angle", [-20.0, 0.0, 12.0])
 def test_rain_streaks_point_where_asked(angle):
-    cfg = RainConfig(layers=(1, 1), angle=(angle, angle), jitter=0.0, length=(40.0, 40.0),
-                     density=(150.0, 150.0), width=(1.5, 1.5))  # fmt: skip
+    cfg = RainConfig(
+        layers=(1, 1),
+        angle=(angle, angle),
+        jitter=0.0,
+        length=(40.0, 40.0),
+        density=(150.0, 150.0),
+        width=(1.5, 1.5),
+    )
     d = synthesis.rain(np.zeros((512, 512, 3), np.float32), 1, cfg, scale=1.0)
     assert d.layer.min() >= 0 and d.layer.max() > 0.1
     assert abs(_rain_angle(d.layer) - angle) < 1.0
 
 
 def test_rain_streaks_grow_with_resolution():
-    cfg = RainConfig(layers=(1, 1), angle=(0.0, 0.0), jitter=0.0, length=(20.0, 20.0),
-                     density=(300.0, 300.0), width=(1.0, 1.0), brightness=(0.6, 0.6))  # fmt: skip
+    cfg = RainConfig(
+        layers=(1, 1),
+        angle=(0.0, 0.0),
+        jitter=0.0,
+        length=(20.0, 20.0),
+        density=(300.0, 300.0),
+        width=(1.0, 1.0),
+        brightness=(0.6, 0.6),
+    )
     lengths = []
     for scale in (1, 4):
         h, w = 256 * scale, 384 * scale
@@ -220,6 +236,25 @@ def test_paired_adapter_lists_every_problem_at_once(tmp_path):
     assert [p.name for p in find_pairs("input/a*", "target/a*", base=tmp_path)] == ["a"]
 
 
+def test_every_reader_of_pairs_words_a_size_mismatch_alike(tmp_path):
+    _save(tmp_path / "input" / "b.png", _photo(32, 48))
+    _save(tmp_path / "target" / "b.png", _photo(40, 48))
+    x, y = tmp_path / "input" / "b.png", tmp_path / "target" / "b.png"
+    expected = f"{x}: size 48x32 differs from its target {y} (48x40)"
+    with pytest.raises(PairedFolderError) as e:
+        check_pairs(find_pairs("input", "target", base=tmp_path))
+    assert expected in str(e.value)
+    with pytest.raises(PairedFolderError) as e:
+        PairedImages(tmp_path)[0]
+    assert str(e.value) == expected
+    with pytest.raises(PairedFolderError) as e:
+        TrainCrops(tmp_path, crop=None, multiple=16, global_scale=2)[0]
+    assert str(e.value) == expected
+    with pytest.raises(PairedFolderError) as e:
+        TrainCrops(tmp_path, crop=None, multiple=16, global_scale=2, cache=tmp_path / "cache")
+    assert str(e.value) == expected
+
+
 # --- the prepare stage -----------------------------------------------------------------------
 
 
@@ -272,8 +307,9 @@ def test_prepare_paired_checks_and_copies(tmp_path):
         for name in ("x1", "x2"):
             _save(raw / "rain" / split / "input" / f"{name}.png", _photo(48, 64))
             _save(raw / "rain" / split / "target" / f"{name}.png", _photo(48, 64, seed=1))
-    params = Params(data=dataclasses.replace(SMALL, source=dataclasses.replace(
-        SMALL.source, rain="paired")))  # fmt: skip
+    params = Params(
+        data=dataclasses.replace(SMALL, source=dataclasses.replace(SMALL.source, rain="paired"))
+    )
     m = prepare("rain", params, raw, tmp_path / "out", progress=False)
     assert m["source"] == "paired" and len(m["samples"]) == 6
     a = (raw / "rain" / "val" / "input" / "x2.png").read_bytes()
@@ -297,7 +333,7 @@ def test_train_crops_are_aligned_seeded_and_fit_the_model(tmp_path):
     root = _prepared(tmp_path)
     model = build_model(TINY)
     m = model.pad_multiple
-    ds = TrainCrops(root, crop=32, multiple=m, global_scale=model.global_factor, seed=3)
+    ds = TrainCrops(root, crop=32, multiple=m, global_scale=model.geometry.global_factor, seed=3)
     item = ds[0]
     assert item["input"].shape == item["target"].shape == (3, 32, 32)
     h, w = item["size"].tolist()
@@ -318,9 +354,10 @@ def test_train_crops_are_aligned_seeded_and_fit_the_model(tmp_path):
         atol=1e-6,
     )
     out = model(
-        item["input"][None], global_view=item["input_global"][None],
+        item["input"][None],
+        global_view=item["input_global"][None],
         region=Region((h, w), (y0, y1, x0, x1)),
-    )  # fmt: skip
+    )
     assert out.b_out.shape == (1, 3, 32, 32)
 
 
@@ -333,8 +370,9 @@ def test_train_crops_of_null_size_are_the_whole_padded_image(tmp_path):
     h, w = item["size"].tolist()
     assert item["box"].tolist() == [0, h, 0, w] and item["input"].shape == (3, h, w)
     with torch.no_grad():
-        crop_form = model(item["input"][None], global_view=item["input_global"][None],
-                          region=Region.whole(h, w)).b_out  # fmt: skip
+        crop_form = model(
+            item["input"][None], global_view=item["input_global"][None], region=Region.whole(h, w)
+        ).b_out
         whole = model(item["input"][None]).b_out
     torch.testing.assert_close(crop_form, whole, rtol=0, atol=1e-6)
 
@@ -381,15 +419,24 @@ def _reference_item(root, crop, multiple, global_scale, seed, augment, key) -> d
 def _mixed_split(root):
     """Pairs whose sides are no multiple of 16 (so padding happens): 8-bit and 16-bit RGB,
     8-bit and 16-bit grayscale, of two sizes."""
-    kinds = [("rgb8", 8, False, (37, 53)), ("rgb16", 16, False, (37, 53)),
-             ("gray8", 8, True, (37, 53)), ("gray16", 16, True, (50, 30))]  # fmt: skip
+    kinds = [
+        ("rgb8", 8, False, (37, 53)),
+        ("rgb16", 16, False, (37, 53)),
+        ("gray8", 8, True, (37, 53)),
+        ("gray16", 16, True, (50, 30)),
+    ]
     for n, (name, bits, gray, hw) in enumerate(kinds):
         for side, seed in (("input", n), ("target", 10 + n)):
             path = root / side / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_image(path, _photo(*hw, seed=seed), bit_depth=bits, grayscale=gray)
-    got = [(read_image(root / "input" / f"{k[0]}.png").bit_depth,
-            read_image(root / "input" / f"{k[0]}.png").grayscale) for k in kinds]  # fmt: skip
+    got = [
+        (
+            read_image(root / "input" / f"{k[0]}.png").bit_depth,
+            read_image(root / "input" / f"{k[0]}.png").grayscale,
+        )
+        for k in kinds
+    ]
     assert got == [(k[1], k[2]) for k in kinds]
     return root
 

@@ -272,8 +272,9 @@ def test_transparency_keys_min_is_white_lzw_and_lossless_webp(tmp_path):
     np.testing.assert_array_equal(np.round(img.rgb * 65535), rgb16)
 
     ga = _u16(H, W, 2)
-    tifffile.imwrite(tmp_path / "white.tif", ga, photometric="miniswhite",
-                     extrasamples=["unassalpha"])  # fmt: skip
+    tifffile.imwrite(
+        tmp_path / "white.tif", ga, photometric="miniswhite", extrasamples=["unassalpha"]
+    )
     img = read_image(tmp_path / "white.tif")
     np.testing.assert_array_equal(np.round(img.rgb[..., 0] * 65535), 65535 - ga[..., 0])
     np.testing.assert_array_equal(np.round(img.alpha * 65535), ga[..., 1])
@@ -493,16 +494,19 @@ def test_write_then_read_keeps_metadata(tmp_path, suffix, bits, gray, alpha):
     assert _file_metadata(path)[0] == icc
 
     again = tmp_path / f"again{suffix}"  # what was read writes back alike
-    write_image(again, img.rgb, alpha=img.alpha, bit_depth=bits, grayscale=gray, icc=img.icc,
-                exif=img.exif)  # fmt: skip
+    write_image(
+        again, img.rgb, alpha=img.alpha, bit_depth=bits, grayscale=gray, icc=img.icc, exif=img.exif
+    )
     back = read_image(again)
     assert (back.icc, back.exif) == (img.icc, img.exif)
     if suffix != ".jpg":  # lossy
         np.testing.assert_array_equal(back.rgb, img.rgb)
 
 
-@pytest.mark.parametrize(("suffix", "bits"), [(".jpg", 8), (".png", 8), (".png", 16), (".tif", 8),
-                                              (".tif", 16), (".webp", 8)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("suffix", "bits"),
+    [(".jpg", 8), (".png", 8), (".png", 16), (".tif", 8), (".tif", 16), (".webp", 8)],
+)
 def test_images_without_metadata_get_none(tmp_path, identity_ckpt, suffix, bits):
     src = tmp_path / f"plain{suffix}"
     write_image(src, _u8(H, W, 3) / 255.0, bit_depth=bits)
@@ -521,16 +525,23 @@ def test_images_without_metadata_get_none(tmp_path, identity_ckpt, suffix, bits)
 
 def test_profiles_of_another_colour_space_are_dropped_exif_kept(tmp_path):
     cmyk = _u8(H, W, 4)
-    Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.jpg", icc_profile=_icc_as(b"CMYK"),
-                                       exif=_exif(1, camera=True))  # fmt: skip
+    Image.fromarray(cmyk, "CMYK").save(
+        tmp_path / "cmyk.jpg", icc_profile=_icc_as(b"CMYK"), exif=_exif(1, camera=True)
+    )
     img = read_image(tmp_path / "cmyk.jpg")  # converted naively to RGB: the profile would lie
     assert img.icc is None and img.exif is not None
     Image.fromarray(_u8(H, W)).save(tmp_path / "gray.png", icc_profile=ICC)  # RGB on gray
     assert read_image(tmp_path / "gray.png").icc is None
     # 16-bit gray with alpha is written as RGBA (as before), where no gray profile may go
     gray = np.repeat(_u8(H, W, 1) / 255.0, 3, axis=2)
-    write_image(tmp_path / "ga16.png", gray, alpha=_u8(H, W) / 255.0, bit_depth=16,
-                grayscale=True, icc=_icc_as(b"GRAY"))  # fmt: skip
+    write_image(
+        tmp_path / "ga16.png",
+        gray,
+        alpha=_u8(H, W) / 255.0,
+        bit_depth=16,
+        grayscale=True,
+        icc=_icc_as(b"GRAY"),
+    )
     assert b"iCCP" not in (tmp_path / "ga16.png").read_bytes()
 
 

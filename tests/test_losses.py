@@ -28,13 +28,16 @@ def _ideal(model, target_whole: torch.Tensor):
     y = target_whole[..., y0:y1, x0:x1]
     t = torch.linspace(0.3, 0.9, target_whole.shape[-1]).expand_as(target_whole)
     x_whole = target_whole * t + 0.6 * (1 - t)
-    bf, gf = model.bottleneck_factor, model.global_factor
+    bf, gf = model.geometry.bottleneck, model.geometry.global_factor
     out = GLSGNOutput(
         b_out=y.clone(),
         b_global=downscale(target_whole, gf),
         a_global=torch.full((1, 1, *[s // gf for s in region.size]), 0.5),
-        b_local=[downscale(y, f) for f in model.factors],
-        a_local=[torch.full((1, 1, 32 // (f * bf), 32 // (f * bf)), 0.5) for f in model.factors],
+        b_local=[downscale(y, f) for f in model.geometry.factors],
+        a_local=[
+            torch.full((1, 1, 32 // (f * bf), 32 // (f * bf)), 0.5) for f in model.geometry.factors
+        ],
+        geometry=model.geometry,
     )
     batch = TrainBatch(
         x=x_whole[..., y0:y1, x0:x1],
@@ -54,7 +57,7 @@ def test_every_term_is_exactly_zero_at_ideal_outputs(texture):
     model = build_model(TINY)
     target = torch.rand(1, 3, 64, 96) if texture else torch.full((1, 3, 64, 96), 0.4)
     out, batch = _ideal(model, target)
-    terms = GLSGNLoss(LOSS, model)(out, batch)
+    terms = GLSGNLoss(LOSS)(out, batch)
     assert set(CONSISTENCY + ["reconstruction", "pathway_global", "pathway_local"]) < set(terms)
     for name, value in terms.items():
         assert value.abs().item() <= 1e-6, (name, value)
@@ -65,7 +68,7 @@ def test_the_semantic_term_compares_each_output_at_its_own_scale():
     sharp target, gave 0.062 at ideal outputs and rewarded over-sharpened coarse pathways."""
     model = build_model(TINY)
     out, batch = _ideal(model, torch.rand(1, 3, 64, 96))
-    loss = GLSGNLoss(LOSS, model)
+    loss = GLSGNLoss(LOSS)
     assert loss.semantic(out, batch).item() <= 1e-6
     sharper = out.b_local[2] + 0.3 * high_band(out.b_local[2], batch.region.coarser(4))
     out.b_local[2] = sharper
@@ -75,8 +78,12 @@ def test_the_semantic_term_compares_each_output_at_its_own_scale():
 @pytest.mark.parametrize(
     "term, spoil",
     [
-        ("content", lambda o, b: o.b_local.__setitem__(1, o.b_local[1] + 0.2 * torch.rand_like(
-            o.b_local[1]))),
+        (
+            "content",
+            lambda o, b: o.b_local.__setitem__(
+                1, o.b_local[1] + 0.2 * torch.rand_like(o.b_local[1])
+            ),
+        ),
         ("attention", lambda o, b: o.a_local.__setitem__(0, torch.rand_like(o.a_local[0]))),
         ("attention", lambda o, b: setattr(o, "a_global", torch.rand_like(o.a_global))),
         ("intensity", lambda o, b: o.b_local.__setitem__(2, o.b_local[2] - 0.3)),
@@ -84,12 +91,12 @@ def test_the_semantic_term_compares_each_output_at_its_own_scale():
         ("semantic", lambda o, b: o.b_local.__setitem__(1, torch.rand_like(o.b_local[1]))),
         ("semantic", lambda o, b: setattr(o, "b_out", torch.rand_like(o.b_out))),
     ],
-)  # fmt: skip
+)
 def test_consistency_terms_are_positive_when_pathways_disagree(term, spoil):
     model = build_model(TINY)
     out, batch = _ideal(model, torch.rand(1, 3, 64, 96))
     spoil(out, batch)
-    assert GLSGNLoss(LOSS, model)(out, batch)[term].item() > 1e-3
+    assert GLSGNLoss(LOSS)(out, batch)[term].item() > 1e-3
 
 
 def test_intensity_sees_the_amount_removed_not_its_sign():
@@ -99,7 +106,7 @@ def test_intensity_sees_the_amount_removed_not_its_sign():
     out, batch = _ideal(model, torch.rand(1, 3, 64, 96))
     x3 = downscale(batch.x, 4)
     out.b_local[2] = x3 + (x3 - out.b_local[2])  # B_3 = x_3 + removed layer: the sign flipped
-    terms = GLSGNLoss(LOSS, model)(out, batch)
+    terms = GLSGNLoss(LOSS)(out, batch)
     assert terms["content"].item() > 1e-3
     assert terms["intensity"].item() <= 1e-6
 
@@ -114,14 +121,14 @@ def test_content_and_intensity_constrain_what_reconstruction_leaves_free():
     r = batch.region
 
     def fuse(o):
-        bs = [(b, r.coarser(f)) for b, f in zip(o.b_local, model.factors, strict=True)]
-        return model.fusion(bs, (o.b_global, model.global_region(r))).b
+        bs = [(b, r.coarser(f)) for b, f in zip(o.b_local, model.geometry.factors, strict=True)]
+        return model.fusion(bs, (o.b_global, model.geometry.global_grid(r))).b
 
     with torch.no_grad():
         before = fuse(out)
         out.b_local[0] = out.b_local[0] + 0.1
         torch.testing.assert_close(fuse(out), before, rtol=0, atol=1e-6)
-    terms = GLSGNLoss(LOSS, model)(out, batch)
+    terms = GLSGNLoss(LOSS)(out, batch)
     for name in ("reconstruction", "pathway_global", "pathway_local"):
         assert terms[name].item() <= 1e-6, name
     for name in ("content", "intensity"):
@@ -135,9 +142,12 @@ def _real_batch(model):
     region = Region((64, 96), (0, 32, 48, 80))
     y0, y1, x0, x1 = region.box
     return TrainBatch(
-        x_whole[..., y0:y1, x0:x1], y_whole[..., y0:y1, x0:x1],
-        downscale(x_whole, gs), downscale(y_whole, gs), region,
-    )  # fmt: skip
+        x_whole[..., y0:y1, x0:x1],
+        y_whole[..., y0:y1, x0:x1],
+        downscale(x_whole, gs),
+        downscale(y_whole, gs),
+        region,
+    )
 
 
 APPLIES = {  # the terms each architecture can compute (full: all of them)
@@ -159,7 +169,7 @@ def test_each_variant_changes_one_thing(variant):
     params = Params(model=TINY, loss=LOSS)
     mcfg, lcfg = variant_configs(params, variant)
     model = build(mcfg)
-    loss = GLSGNLoss(lcfg, model)
+    loss = GLSGNLoss(lcfg)
     batch = _real_batch(model)
     terms = loss(model(batch.x, global_view=batch.x_global, region=batch.region), batch)
     full_terms = set(CONSISTENCY) | {"reconstruction", "pathway_global", "pathway_local"}
@@ -175,8 +185,9 @@ def test_each_variant_changes_one_thing(variant):
         assert {t for t in terms if t in CONSISTENCY} == consistency | {"semantic"}
         assert len(_modules(model)) < len(_modules(build_model(TINY))) or variant == "global_only"
     else:
-        assert set(terms) - {"total"} == ({"reconstruction", "semantic"} if row.group ==
-                                          "baseline" else full_terms)  # fmt: skip
+        assert set(terms) - {"total"} == (
+            {"reconstruction", "semantic"} if row.group == "baseline" else full_terms
+        )
     expected = sum(loss.weights[k] * v for k, v in terms.items() if k != "total")
     torch.testing.assert_close(terms["total"], expected)
     # Every parameter learns from the total.
@@ -186,8 +197,12 @@ def test_each_variant_changes_one_thing(variant):
 
 
 def _flat_grad(model) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel())
-                      for p in model.parameters()])  # fmt: skip
+    return torch.cat(
+        [
+            p.grad.flatten() if p.grad is not None else torch.zeros(p.numel())
+            for p in model.parameters()
+        ]
+    )
 
 
 def test_a_zero_weight_term_adds_no_gradient():
@@ -198,14 +213,14 @@ def test_a_zero_weight_term_adds_no_gradient():
     def grads(cfg):
         model.zero_grad()
         out = model(batch.x, global_view=batch.x_global, region=batch.region)
-        GLSGNLoss(cfg, model)(out, batch)["total"].backward()
+        GLSGNLoss(cfg)(out, batch)["total"].backward()
         return _flat_grad(model)
 
     full = grads(LOSS)
     off = grads(dataclasses.replace(LOSS, content=0.0))
     model.zero_grad()
     out = model(batch.x, global_view=batch.x_global, region=batch.region)
-    (LOSS.content * GLSGNLoss(LOSS, model).content(out, batch)).backward()
+    (LOSS.content * GLSGNLoss(LOSS).content(out, batch)).backward()
     content_only = _flat_grad(model)
     torch.testing.assert_close(off, full - content_only, atol=1e-6, rtol=1e-4)
 

@@ -27,9 +27,9 @@ def test_output_shapes(name, hw):
         out = model(x)
     assert out.b_out.shape == x.shape
     assert torch.isfinite(out.b_out).all()
-    if isinstance(model, GLSGN) and model.factors:
-        assert len(out.b_local) == len(model.factors)
-        for b, f in zip(out.b_local, model.factors, strict=True):
+    if isinstance(model, GLSGN) and model.geometry.factors:
+        assert len(out.b_local) == len(model.geometry.factors)
+        for b, f in zip(out.b_local, model.geometry.factors, strict=True):
             assert b.shape[-2:] == (-(-hw[0] // f), -(-hw[1] // f))
 
 
@@ -49,8 +49,7 @@ def test_full_model_exposes_every_intermediate():
 
 def test_ablation_switches_remove_their_blocks():
     parts = {
-        name: {type(m).__name__ for m in build(cfg).modules()}
-        for name, cfg in VARIANTS.items()
+        name: {type(m).__name__ for m in build(cfg).modules()} for name, cfg in VARIANTS.items()
     }
     assert "PAC" in parts["full"] and "PAC" not in parts["no_pac"]
     assert "PyramidFusion" in parts["full"] and "PyramidFusion" not in parts["no_pyramid"]
@@ -90,10 +89,10 @@ def test_every_variant_starts_as_the_identity(name):
     with torch.no_grad():
         out = model(x)
     assert (out.b_out - x).abs().max() <= 1e-6
-    for b, f in zip(out.b_local, getattr(model, "factors", []), strict=True):
+    for b, f in zip(out.b_local, out.geometry.factors, strict=True):
         assert (b - downscale(x, f)).abs().max() <= 1e-6
     if out.b_global is not None:
-        assert (out.b_global - downscale(x, model.global_factor)).abs().max() <= 1e-6
+        assert (out.b_global - downscale(x, model.geometry.global_factor)).abs().max() <= 1e-6
 
 
 def test_learned_upsampling_paints_no_checkerboard():
@@ -188,7 +187,7 @@ def test_training_form_with_whole_region_equals_whole_image_forward():
     region = Region.whole(64, 96)
     with torch.no_grad():
         whole = model(x)
-        crop = model(x, global_view=downscale(x, model.global_factor), region=region)
+        crop = model(x, global_view=downscale(x, model.geometry.global_factor), region=region)
     torch.testing.assert_close(crop.b_out, whole.b_out, rtol=0, atol=1e-6)
 
 
@@ -228,7 +227,7 @@ def test_local_receptive_radius_is_an_upper_bound(k):
     size = 2 * r + 64
     x = torch.rand(1, 3, size, size)
     cues = [torch.rand(1, TINY.cue_channels, size, size) for _ in range(pathway.n_cues)]
-    e = size // model.bottleneck_factor
+    e = size // model.geometry.bottleneck
     att = [torch.rand(1, 1, e, e) for _ in range(pathway.pac.n_cues)] if pathway.pac else []
     stats = [(torch.zeros(1, w, 1, 1), torch.ones(1, w, 1, 1)) for w in TINY.widths]
     with torch.no_grad():

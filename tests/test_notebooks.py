@@ -58,10 +58,20 @@ def _write_metrics(root, run: str, seed: int, per_image: dict[str, float], varia
     d = root / "metrics" / run
     d.mkdir(parents=True, exist_ok=True)
     psnr = float(np.mean(list(per_image.values())))
-    (d / f"seed{seed}.json").write_text(json.dumps({
-        "run": run, "seed": seed, "variant": variant, "psnr": psnr, "ssim": 0.8, "lpips": None,
-        "lpips_note": "no AlexNet weights", "semantic_backbone": "random",
-    }))  # fmt: skip
+    (d / f"seed{seed}.json").write_text(
+        json.dumps(
+            {
+                "run": run,
+                "seed": seed,
+                "variant": variant,
+                "psnr": psnr,
+                "ssim": 0.8,
+                "lpips": None,
+                "lpips_note": "no AlexNet weights",
+                "semantic_backbone": "random",
+            }
+        )
+    )
     rows = ["name,seed,psnr,ssim,lpips,seconds,peak_memory_mb"]
     rows += [f"{k},{seed},{v},{0.8 + v / 1000},,0.1,700" for k, v in per_image.items()]
     (d / f"seed{seed}.csv").write_text("\n".join(rows) + "\n")
@@ -73,38 +83,56 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
     rng = np.random.default_rng(0)
     base = {f"{i:04d}": 25 + rng.normal(0, 1) for i in range(30)}
     for seed in (0, 1, 2):
-        for run, variant, shift in (("rain-full", "full", 0.0), ("rain-no_content", "no_content",
-                                    0.0), ("rain-fullres", "fullres", -2.0),
-                                    ("rain-no_pyramid", "no_pyramid", -9.0)):  # fmt: skip
+        for run, variant, shift in (
+            ("rain-full", "full", 0.0),
+            ("rain-no_content", "no_content", 0.0),
+            ("rain-fullres", "fullres", -2.0),
+            ("rain-no_pyramid", "no_pyramid", -9.0),
+        ):
             per_image = {k: v + shift + rng.normal(0, 0.1) for k, v in base.items()}
             _write_metrics(tmp_path, run, seed, per_image, variant)
     runs = {f"rain-{v}": {"task": "rain", "variant": v} for v in ("full", "no_content", "fullres")}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"runs": runs,
-                                                                    "seeds": [0, 1, 2]}}))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"train": {"runs": runs, "seeds": [0, 1, 2]}})
+    )
     figures = tmp_path / "figures"
     papermill.execute_notebook(
-        str(ROOT / "notebooks/ablation.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="glsgn",
-        parameters={"params_file": str(tmp_path / "params.yaml"), "tasks": ["rain"],
-                    "metrics_dir": str(tmp_path / "metrics"), "n_resamples": 500,
-                    "figures_dir": str(figures), "table_file": str(tmp_path / "table.json")},
-        cwd=str(ROOT), progress_bar=False,
-    )  # fmt: skip
+        str(ROOT / "notebooks/ablation.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        kernel_name="glsgn",
+        parameters={
+            "params_file": str(tmp_path / "params.yaml"),
+            "tasks": ["rain"],
+            "metrics_dir": str(tmp_path / "metrics"),
+            "n_resamples": 500,
+            "figures_dir": str(figures),
+            "table_file": str(tmp_path / "table.json"),
+        },
+        cwd=str(ROOT),
+        progress_bar=False,
+    )
     for name in ("psnr", "ssim", "lpips", "psnr_forest", "ssim_forest"):
         png = figures / f"rain_{name}.png"
         w, h = Image.open(png).size
         assert 400 < w < 3000 and 200 < h < 1500, (png, w, h)
         assert (figures / f"rain_{name}.pdf").read_bytes().startswith(b"%PDF")
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
-                      for o in c.outputs)  # fmt: skip
-    lines = {line.split()[1] + " " + line.split()[2]: line for line in printed.splitlines()
-             if line.startswith("rain ") and len(line.split()) > 3}  # fmt: skip
+    printed = "".join(
+        o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
+    )
+    lines = {
+        line.split()[1] + " " + line.split()[2]: line
+        for line in printed.splitlines()
+        if line.startswith("rain ") and len(line.split()) > 3
+    }
     assert lines["fullres psnr"].endswith("holds"), lines["fullres psnr"]
     assert lines["no_content psnr"].endswith("not shown"), lines["no_content psnr"]
     assert "no_pyramid" not in printed
     table = json.loads((tmp_path / "table.json").read_text())
     assert {(r["variant"], r["metric"], r["verdict"]) for r in table} >= {
-        ("fullres", "psnr", "holds"), ("no_content", "psnr", "not shown")}  # fmt: skip
+        ("fullres", "psnr", "holds"),
+        ("no_content", "psnr", "not shown"),
+    }
 
 
 def test_readme_figures_are_the_docs_copies_of_pipeline_figures():

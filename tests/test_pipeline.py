@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1")  # fmt: skip
+    env = dict(
+        os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", DVC_NO_ANALYTICS="1"
+    )
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout + r.stderr
@@ -39,8 +40,13 @@ def _run(cmd: list[str], cwd: Path) -> str:
 # has more than one variant, training curves only for tasks with runs.
 FIGURES = {
     "dataset": ["dataset"],
-    "ablation": ["reflection_psnr", "reflection_ssim", "reflection_lpips",
-                 "reflection_psnr_forest", "reflection_ssim_forest"],
+    "ablation": [
+        "reflection_psnr",
+        "reflection_ssim",
+        "reflection_lpips",
+        "reflection_psnr_forest",
+        "reflection_ssim_forest",
+    ],
     "attention": ["attention", "pyramid"],
     "qualitative": ["reflection", "rain", "haze"],
     "efficiency": ["efficiency"],
@@ -55,14 +61,23 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
     clone = tmp_path / "clone"
     _run(["git", "clone", "-q", str(ROOT), str(clone)], tmp_path)
     p = yaml.safe_load((clone / "params.yaml").read_text())
-    p["model"].update(widths=[4, 8, 16], cue_channels=4, fusion_channels=4, fusion_blocks=1,
-                      patch_size=32)  # fmt: skip
+    p["model"].update(
+        widths=[4, 8, 16], cue_channels=4, fusion_channels=4, fusion_blocks=1, patch_size=32
+    )
     p["data"].update(size=[64, 96], reference_size=96, splits={"train": 2, "val": 1, "test": 1})
-    p["train"].update(steps=2, crop=32, warmup=1, checkpoint_every=1, val_every=2, log_every=1,
-                      runs={"reflection-full": {"task": "reflection", "variant": "full"},
-                            "reflection-no_content": {"task": "reflection",
-                                                      "variant": "no_content"},
-                            "haze-fullres": {"task": "haze", "variant": "fullres"}})  # fmt: skip
+    p["train"].update(
+        steps=2,
+        crop=32,
+        warmup=1,
+        checkpoint_every=1,
+        val_every=2,
+        log_every=1,
+        runs={
+            "reflection-full": {"task": "reflection", "variant": "full"},
+            "reflection-no_content": {"task": "reflection", "variant": "no_content"},
+            "haze-fullres": {"task": "haze", "variant": "fullres"},
+        },
+    )
     p["loss"]["backbone_layers"] = [1]
     p["benchmark"]["sizes"] = ["96x64", "192x128"]
     (clone / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
@@ -76,9 +91,10 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
         assert m["n_images"] == 1 and m["psnr"] > 0 and m["train_steps"] == 2
     bench = json.loads((clone / "reports/efficiency.json").read_text())
     assert [(r["model"], r["mode"], r["size"]) for r in bench] == [
-        (m, mode, s) for s in ("96x64", "192x128")
+        (m, mode, s)
+        for s in ("96x64", "192x128")
         for m, mode in (("glsgn", "stream"), ("fullres", "stream"), ("fullres", "whole"))
-    ]  # fmt: skip
+    ]
     assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 100 for r in bench)
     for name, figures in FIGURES.items():
         executed = clone / f"reports/notebooks/{name}.ipynb"
@@ -96,8 +112,20 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
     assert "Running stage" not in again and "Importing" not in again
     # `make lab`: JupyterLab starts the kernel in notebooks/, and the notebook still finds the
     # pipeline's files with its default parameters.
-    _run([sys.executable, "-m", "papermill", "-k", "glsgn", "--cwd", "notebooks",
-          "notebooks/efficiency.ipynb", str(tmp_path / "lab.ipynb")], clone)  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "-k",
+            "glsgn",
+            "--cwd",
+            "notebooks",
+            "notebooks/efficiency.ipynb",
+            str(tmp_path / "lab.ipynb"),
+        ],
+        clone,
+    )
 
 
 # Exempt from the deps: glsgn/__init__.py holds the package's docstring and __version__ (which
@@ -138,8 +166,9 @@ def _glsgn_imports(nodes: list[ast.stmt], module: str = "", package: bool = Fals
                 base = node.module or ""
             if base.split(".")[0] == "glsgn":
                 found.add(base)
-                found.update(f"{base}.{a.name}" for a in node.names
-                             if _module_file(f"{base}.{a.name}"))  # fmt: skip
+                found.update(
+                    f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}")
+                )
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -202,8 +231,10 @@ def _stage_files(cmd: str) -> set[str]:
             commands[-1].append(w)
     files: set[str] = set()
     for argv in commands:
-        if argv[:1] == ["glsgn"] or argv[:3] in (["python", "-m", "glsgn"],
-                                                 ["python3", "-m", "glsgn"]):  # fmt: skip
+        if argv[:1] == ["glsgn"] or argv[:3] in (
+            ["python", "-m", "glsgn"],
+            ["python3", "-m", "glsgn"],
+        ):
             sub = argv[1] if argv[0] == "glsgn" else argv[3]
             files |= _closure({"glsgn.cli"}, cli=_cli_imports(sub))
         elif argv[:1] in (["python"], ["python3"]) and argv[1].endswith(".py"):
@@ -217,12 +248,18 @@ def _stage_files(cmd: str) -> set[str]:
 
 def test_closure_follows_relative_imports_packages_and_one_subcommand():
     files = _stage_files("glsgn prepare reflection --quiet")
-    assert {"glsgn/cli.py", "glsgn/data/prepare.py", "glsgn/data/synthesis.py",
-            "glsgn/data/__init__.py", "glsgn/config.py"} <= files  # fmt: skip
+    assert {
+        "glsgn/cli.py",
+        "glsgn/data/prepare.py",
+        "glsgn/data/synthesis.py",
+        "glsgn/data/__init__.py",
+        "glsgn/config.py",
+    } <= files
     assert "glsgn/train.py" not in files  # cmd_train's import, not cmd_prepare's
     assert "glsgn/viz.py" in _stage_files("papermill -k glsgn notebooks/dataset.ipynb out.ipynb")
-    found = _glsgn_imports(ast.parse("from . import synthesis\nfrom ..model import pac").body,
-                           "glsgn.data.prepare")  # fmt: skip
+    found = _glsgn_imports(
+        ast.parse("from . import synthesis\nfrom ..model import pac").body, "glsgn.data.prepare"
+    )
     assert found == {"glsgn.data", "glsgn.data.synthesis", "glsgn.model", "glsgn.model.pac"}
 
 
@@ -242,7 +279,8 @@ def test_every_stage_declares_the_modules_it_runs():
             missing[name] = sorted(files - covered - EXEMPT)
     assert not unrun, f"stages whose command runs no Python this test can follow: {unrun}"
     assert not missing, "dvc.yaml: stage -> the files it runs but does not list in deps:\n" + (
-        "\n".join(f"  {stage} -> {', '.join(fs)}" for stage, fs in missing.items()))
+        "\n".join(f"  {stage} -> {', '.join(fs)}" for stage, fs in missing.items())
+    )
 
 
 def test_docs_copy_scales_wide_figures_down(tmp_path):
@@ -255,8 +293,17 @@ def test_docs_copy_scales_wide_figures_down(tmp_path):
     out = docs_copy(tmp_path / "small.png", tmp_path / "docs" / "small.jpg", max_width=1000)
     assert Image.open(out).size == (200, 100)
     # the command line that `make docs-figures` runs
-    _run([sys.executable, str(ROOT / "scripts/docs_copy.py"), "wide.png", "cli/wide.jpg",
-          "--max-width", "600"], tmp_path)  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/docs_copy.py"),
+            "wide.png",
+            "cli/wide.jpg",
+            "--max-width",
+            "600",
+        ],
+        tmp_path,
+    )
     assert Image.open(tmp_path / "cli/wide.jpg").size == (600, 60)
     assert "scripts/docs_copy.py reports/figures/" in (ROOT / "Makefile").read_text()
 
@@ -264,8 +311,12 @@ def test_docs_copy_scales_wide_figures_down(tmp_path):
 def test_evidence_pipeline_is_the_root_pipeline_run_from_evidence():
     """evidence/dvc.yaml is generated from dvc.yaml (scripts/evidence_dvc.py): the committed
     file is current, and its params name a valid profile with several seeds."""
-    r = subprocess.run([sys.executable, "scripts/evidence_dvc.py", "--check"], cwd=ROOT,
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "scripts/evidence_dvc.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     stages = yaml.safe_load((ROOT / "evidence/dvc.yaml").read_text())["stages"]
     assert "--raw ../data/raw" in stages["prepare"]["do"]["cmd"]

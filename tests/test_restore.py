@@ -58,16 +58,29 @@ def test_any_size_including_smaller_than_a_patch(hw):
         # local_only: the reference passes still need the global view's alignment
         (dataclasses.replace(TINY, global_pathway=False, local_scales=(1.0,)), (37, 41), 16),
         (dataclasses.replace(TINY, global_pathway=False, global_scale=8), (40, 40), 16),
-        (dataclasses.replace(TINY, widths=(4,), global_pathway=False, local_scales=(1.0,)),
-         (1, 1), 4),
+        (
+            dataclasses.replace(TINY, widths=(4,), global_pathway=False, local_scales=(1.0,)),
+            (1, 1),
+            4,
+        ),
         # a large scale jump with a small receptive field: the cue needs its own halo
-        (dataclasses.replace(TINY, widths=(16,), blocks=0, pac=False, local_scales=(1.0, 0.125),
-                             patch_size=6), (45, 45), 6),
-        (dataclasses.replace(TINY, widths=(4,), global_scale=2, local_scales=(1.0, 1 / 64),
-                             patch_size=8), (70, 90), 8),
+        (
+            dataclasses.replace(
+                TINY, widths=(16,), blocks=0, pac=False, local_scales=(1.0, 0.125), patch_size=6
+            ),
+            (45, 45),
+            6,
+        ),
+        (
+            dataclasses.replace(
+                TINY, widths=(4,), global_scale=2, local_scales=(1.0, 1 / 64), patch_size=8
+            ),
+            (70, 90),
+            8,
+        ),
         (dataclasses.replace(TINY, widths=(4, 8, 16, 32), blocks=2, global_scale=8), (50, 70), 16),
     ],
-)  # fmt: skip
+)
 def test_streamed_equals_whole_for_unusual_configs(cfg, hw, patch):
     model = build(cfg).eval()
     x = torch.rand(3, *hw)
@@ -143,17 +156,24 @@ def test_auto_patch_on_the_cpu_is_the_model_patch_and_max_memory_is_for_cuda():
     model = build(TINY).eval()
     assert choose_patch(model, (64, 64), torch.device("cpu"), "fp32", "auto", None) == (32, True)
     x = torch.rand(3, 70, 90)
-    assert (restore(model, x, patch_size="auto", progress=False) - _whole(model, x)).abs().max() \
-        <= 1e-5
+    assert (
+        restore(model, x, patch_size="auto", progress=False) - _whole(model, x)
+    ).abs().max() <= 1e-5
     with pytest.raises(ValueError, match="max_memory: a device memory cap, for cuda only"):
         restore(model, x, max_memory="1GB", progress=False)
 
 
 @pytest.mark.parametrize(
     "text, value",
-    [("2GB", 2 * 2**30), ("1.5g", int(1.5 * 2**30)), ("512MiB", 512 * 2**20), ("800M", 800 * 2**20),
-     (4096, 4096), (None, None)],
-)  # fmt: skip
+    [
+        ("2GB", 2 * 2**30),
+        ("1.5g", int(1.5 * 2**30)),
+        ("512MiB", 512 * 2**20),
+        ("800M", 800 * 2**20),
+        (4096, 4096),
+        (None, None),
+    ],
+)
 def test_memory_sizes_parse(text, value):
     assert parse_memory(text) == value
 

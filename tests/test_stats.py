@@ -48,12 +48,16 @@ def rows_for(
         psnr = base + effect + run[:, None] + rng.normal(0, noise, (n_seeds, n_images))
         rows += [
             dict(
-                task=task, variant=variant, seed=s, image=f"img{i:03d}.png",
-                psnr=float(psnr[s, i]), ssim=0.9 + 0.01 * float(psnr[s, i] - 28),
+                task=task,
+                variant=variant,
+                seed=s,
+                image=f"img{i:03d}.png",
+                psnr=float(psnr[s, i]),
+                ssim=0.9 + 0.01 * float(psnr[s, i] - 28),
             )
             for s in range(n_seeds)
             for i in range(n_images)
-        ]  # fmt: skip
+        ]
     return rows
 
 
@@ -97,8 +101,10 @@ def test_null_contrasts_rarely_excluded_and_holm_controls_the_family():
         any_holds += any(r.holds for r in results)
     per_contrast = excluded / (5 * n_families)
     family_wise = any_found / n_families
-    print(f"per contrast {per_contrast:.3f}, Holm family-wise {family_wise:.3f}, "
-          f"holds family-wise {any_holds / n_families:.3f}")  # fmt: skip
+    print(
+        f"per contrast {per_contrast:.3f}, Holm family-wise {family_wise:.3f}, "
+        f"holds family-wise {any_holds / n_families:.3f}"
+    )
     assert per_contrast <= 0.09
     assert family_wise <= 0.09
     assert any_holds <= any_found
@@ -108,9 +114,12 @@ def test_effect_below_seed_spread_does_not_hold():
     """A 0.05 dB effect measured precisely (seed effects shared by the variants cancel in the
     pairs), while `full` alone moves ~0.17 dB between seeds."""
     rows = rows_for(
-        np.random.default_rng(2), {"no_semantic": 0.05}, noise=0.05, seed_sd=0.0,
+        np.random.default_rng(2),
+        {"no_semantic": 0.05},
+        noise=0.05,
+        seed_sd=0.0,
         shared_seed_sd=0.1,
-    )  # fmt: skip
+    )
     r = ablation_table(rows, metrics=("psnr",))[0]
     assert r.low > 0 and r.p_adjusted <= 0.05  # the interval does exclude 0
     assert abs(r.mean) < r.spread
@@ -136,9 +145,10 @@ def _small_rows() -> list[dict]:
 
 def test_missing_pair_is_named():
     rows = [
-        r for r in _small_rows()
+        r
+        for r in _small_rows()
         if not (r["variant"] == "no_pac" and r["seed"] == 1 and r["image"] == "img003.png")
-    ]  # fmt: skip
+    ]
     with pytest.raises(ValueError, match=r"missing from 'no_pac': \(seed 1, image 'img003.png'\)"):
         paired_differences(rows)
 
@@ -162,12 +172,14 @@ def test_mismatched_images_are_named():
     [
         (lambda rows: [r for r in rows if r["variant"] != "full"], "no 'full' rows"),
         (lambda rows: rows + rows[:1], "two rows for the same cell"),
-        (lambda rows: [r for r in rows if r["image"] != "img001.png" or r["seed"] != 0],
-         r"not scored on every seed x image, missing \(seed 0, image 'img001.png'\)"),
+        (
+            lambda rows: [r for r in rows if r["image"] != "img001.png" or r["seed"] != 0],
+            r"not scored on every seed x image, missing \(seed 0, image 'img001.png'\)",
+        ),
         (lambda rows: [{k: v for k, v in r.items() if k != "psnr"} for r in rows], "no 'psnr'"),
         (lambda rows: [{**r, "psnr": math.inf} for r in rows], "not a finite number"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_refused(edit, match):
     with pytest.raises(ValueError, match=match):
         paired_differences(edit(_small_rows()))
@@ -218,10 +230,13 @@ def test_table_sorted_by_task_then_variant():
     rows += rows_for(rng, {}, task="rain")  # `full` only: nothing to compare
     table = ablation_table(rows)
     assert [(r.task, r.variant, r.metric) for r in table] == [
-        ("haze", "local_only", "psnr"), ("haze", "local_only", "ssim"),
-        ("reflection", "global_only", "psnr"), ("reflection", "global_only", "ssim"),
-        ("reflection", "no_pac", "psnr"), ("reflection", "no_pac", "ssim"),
-    ]  # fmt: skip
+        ("haze", "local_only", "psnr"),
+        ("haze", "local_only", "ssim"),
+        ("reflection", "global_only", "psnr"),
+        ("reflection", "global_only", "ssim"),
+        ("reflection", "no_pac", "psnr"),
+        ("reflection", "no_pac", "ssim"),
+    ]
 
 
 def test_seed_spread_is_the_range_of_per_seed_means():
@@ -233,9 +248,21 @@ def test_seed_spread_is_the_range_of_per_seed_means():
 def test_records_are_plain_json():
     import json
 
-    r = Result(task="t", variant="v", metric="psnr", mean=np.float64(0.5), low=0.1, high=0.9,
-               p_adjusted=0.01, holds=np.bool_(True), verdict="holds", n_seeds=np.int64(3),
-               n_images=40, p=0.01, spread=float("nan"))  # fmt: skip
+    r = Result(
+        task="t",
+        variant="v",
+        metric="psnr",
+        mean=np.float64(0.5),
+        low=0.1,
+        high=0.9,
+        p_adjusted=0.01,
+        holds=np.bool_(True),
+        verdict="holds",
+        n_seeds=np.int64(3),
+        n_images=40,
+        p=0.01,
+        spread=float("nan"),
+    )
     (rec,) = records([r])
     assert rec["spread"] is None and rec["holds"] is True and rec["n_seeds"] == 3
     assert json.loads(json.dumps(rec, allow_nan=False)) == rec

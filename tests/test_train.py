@@ -21,21 +21,34 @@ import yaml
 from glsgn.config import LossConfig, Params, RunSpec, TrainConfig, from_dict
 from glsgn.data.prepare import prepare
 from glsgn.evaluate import evaluate, load_lpips, psnr_ssim
+from glsgn.runs import RunError
 from glsgn.train import TrainError, train
 
 from .conftest import TINY
 from .test_data import SMALL
 
-RUNS = {"reflection-full": RunSpec("reflection", "full"),
-        "reflection-fullres": RunSpec("reflection", "fullres")}  # fmt: skip
+RUNS = {
+    "reflection-full": RunSpec("reflection", "full"),
+    "reflection-fullres": RunSpec("reflection", "fullres"),
+}
 
 
 def _params(**train) -> Params:
-    t = dict(runs=RUNS, steps=8, batch_size=2, crop=32, warmup=2, checkpoint_every=4,
-             val_every=4, log_every=1, lr=2e-3)  # fmt: skip
+    t = dict(
+        runs=RUNS,
+        steps=8,
+        batch_size=2,
+        crop=32,
+        warmup=2,
+        checkpoint_every=4,
+        val_every=4,
+        log_every=1,
+        lr=2e-3,
+    )
     t.update(train)
-    return Params(model=TINY, data=SMALL, train=TrainConfig(**t),
-                  loss=LossConfig(backbone_layers=(1,)))  # fmt: skip
+    return Params(
+        model=TINY, data=SMALL, train=TrainConfig(**t), loss=LossConfig(backbone_layers=(1,))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,23 +117,40 @@ def test_killed_run_resumes_to_the_same_weights(root, tmp_path):
 
 
 def test_unknown_run_is_a_clear_error(root, tmp_path):
-    with pytest.raises(TrainError, match="not in train.runs"):
+    with pytest.raises(RunError, match="'reflection-nope' is not in train.runs"):
         train("reflection-nope", _params(), tmp_path, progress=False)
+    with pytest.raises(RunError, match="'reflection-nope' is not in train.runs"):
+        evaluate("reflection-nope", _params(), tmp_path, progress=False)
+    with pytest.raises(RunError, match=r"seed 7 of run 'reflection-full' is not in train.seeds"):
+        train("reflection-full", _params(), tmp_path, seed=7, progress=False)
 
 
 def test_torchrun_two_gloo_processes(root, tmp_path):
     work = _fresh(root, tmp_path)
-    params = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(_params(steps=4)),
-                                           sort_keys=False))  # fmt: skip
+    params = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(_params(steps=4)), sort_keys=False))
     params["train"]["runs"] = {k: dataclasses.asdict(v) for k, v in RUNS.items()}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     from_dict(Params, yaml.safe_load((work / "params.yaml").read_text()))  # still valid
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "glsgn", "train", "reflection-full", "--quiet"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "glsgn",
+            "train",
+            "reflection-full",
+            "--quiet",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "batch 2 x 2" in r.stderr  # two processes, each with its own half of the batch
     assert (work / "models/reflection-full/seed0.pt").is_file()
@@ -151,8 +181,9 @@ def test_psnr_ssim_agree_with_torchmetrics():
     psnr, ssim = psnr_ssim(b, a)
     ta, tb = (torch.from_numpy(v).permute(2, 0, 1)[None].double() for v in (a, b))
     ref_psnr = tm.peak_signal_noise_ratio(tb, ta, data_range=1.0).item()
-    ref_ssim = tm.structural_similarity_index_measure(tb, ta, data_range=1.0, gaussian_kernel=False,
-                                                      kernel_size=7).item()  # fmt: skip
+    ref_ssim = tm.structural_similarity_index_measure(
+        tb, ta, data_range=1.0, gaussian_kernel=False, kernel_size=7
+    ).item()
     assert abs(psnr - ref_psnr) < 1e-5
     assert abs(ssim - ref_ssim) < 1e-3
 
@@ -192,11 +223,14 @@ def test_each_seed_is_a_run_of_its_own(root, tmp_path):
     one, two = _params(steps=4, seeds=(0,)), _params(steps=4, seeds=(0, 1))
     assert train("reflection-full", one, work, stop_at=2, progress=False) is None
     assert train("reflection-full", two, work, seed=0, progress=False) == (
-        work / "models/reflection-full/seed0.pt")  # fmt: skip
+        work / "models/reflection-full/seed0.pt"
+    )
     assert train("reflection-full", two, work, seed=1, progress=False) == (
-        work / "models/reflection-full/seed1.pt")  # fmt: skip
-    w0, w1 = (torch.load(work / f"models/reflection-full/seed{s}.pt", weights_only=True)
-              for s in (0, 1))  # fmt: skip
+        work / "models/reflection-full/seed1.pt"
+    )
+    w0, w1 = (
+        torch.load(work / f"models/reflection-full/seed{s}.pt", weights_only=True) for s in (0, 1)
+    )
     assert w1["extra"]["seed"] == 1
     assert any(not torch.equal(w0["state_dict"][k], w1["state_dict"][k]) for k in w0["state_dict"])
     m = evaluate("reflection-full", two, work, seed=1, progress=False)

@@ -127,8 +127,9 @@ def test_curve_grid_keeps_one_colour_per_label():
         "content": {"full": (x, 0.1 / x)},
         "val PSNR": {"no_content": (x, x + 20.0)},
     }
-    fig = viz.curve_grid(panels, "step", ylabel={"val PSNR": "dB"}, cols=2, logy={"total"},
-                         highlight="full")  # fmt: skip
+    fig = viz.curve_grid(
+        panels, "step", ylabel={"val PSNR": "dB"}, cols=2, logy={"total"}, highlight="full"
+    )
     axes = {a.get_title(): a for a in fig.axes if a.get_title()}
     assert set(axes) == {"total", "content", "val PSNR"}
     assert axes["total"].get_yscale() == "log" and axes["content"].get_yscale() == "linear"
@@ -144,14 +145,35 @@ def test_curve_grid_keeps_one_colour_per_label():
 
 def test_efficiency_panels_from_benchmark_results(tmp_path):
     rows = [
-        {"model": "glsgn", "mode": "stream", "size": "2K", "height": 1080, "width": 1920,
-         "seconds": 8.0, "peak_rss_mb": 900},
-        {"model": "glsgn", "mode": "stream", "size": "1K", "height": 540, "width": 960,
-         "seconds": 2.0, "peak_rss_mb": 700},
-        {"model": "fullres", "mode": "whole", "size": "1K", "height": 540, "width": 960,
-         "seconds": 3.0, "peak_cuda_mb": 1000},
+        {
+            "model": "glsgn",
+            "mode": "stream",
+            "size": "2K",
+            "height": 1080,
+            "width": 1920,
+            "seconds": 8.0,
+            "peak_rss_mb": 900,
+        },
+        {
+            "model": "glsgn",
+            "mode": "stream",
+            "size": "1K",
+            "height": 540,
+            "width": 960,
+            "seconds": 2.0,
+            "peak_rss_mb": 700,
+        },
+        {
+            "model": "fullres",
+            "mode": "whole",
+            "size": "1K",
+            "height": 540,
+            "width": 960,
+            "seconds": 3.0,
+            "peak_cuda_mb": 1000,
+        },
         {"model": "fullres", "mode": "whole", "size": "2K", "error": "skipped: needs about 26 GB"},
-    ]  # fmt: skip
+    ]
     panels, ticks, notes = viz.efficiency_panels(rows)
     xs, ys = panels["time"]["GLSGN (patch-streamed)"]
     assert xs == pytest.approx([0.5184, 2.0736]) and ys == [2.0, 8.0]  # sorted by pixels
@@ -187,9 +209,16 @@ def test_load_metrics_averages_seeds_in_variant_order(tmp_path):
         for seed, psnr in ((0, 20.0), (1, 22.0)):
             d = tmp_path / "metrics" / run
             d.mkdir(parents=True, exist_ok=True)
-            (d / f"seed{seed}.json").write_text(json.dumps(
-                {"variant": variant, "psnr": psnr + (variant == "full"), "ssim": 0.5,
-                 "lpips": None}))  # fmt: skip
+            (d / f"seed{seed}.json").write_text(
+                json.dumps(
+                    {
+                        "variant": variant,
+                        "psnr": psnr + (variant == "full"),
+                        "ssim": 0.5,
+                        "lpips": None,
+                    }
+                )
+            )
             (d / f"seed{seed}.csv").write_text(f"name,seed,psnr,ssim\na.png,{seed},{psnr},0.5\n")
     runs = {"fullres": "h-fullres", "full": "h-full"}  # h-stale: no longer in train.runs
     rows = results.load_metrics(tmp_path / "metrics", runs, [0, 1])
@@ -198,11 +227,16 @@ def test_load_metrics_averages_seeds_in_variant_order(tmp_path):
     assert rows[0]["lpips"] is None and rows[0]["seeds"] == [0, 1]
     per_image = results.load_per_image(tmp_path / "metrics", "haze", runs, [1])
     assert per_image == [
-        {"task": "haze", "variant": "fullres", "seed": 1, "image": "a.png", "psnr": 22.0,
-         "ssim": 0.5},
-        {"task": "haze", "variant": "full", "seed": 1, "image": "a.png", "psnr": 22.0,
-         "ssim": 0.5},
-    ]  # fmt: skip
+        {
+            "task": "haze",
+            "variant": "fullres",
+            "seed": 1,
+            "image": "a.png",
+            "psnr": 22.0,
+            "ssim": 0.5,
+        },
+        {"task": "haze", "variant": "full", "seed": 1, "image": "a.png", "psnr": 22.0, "ssim": 0.5},
+    ]
     with pytest.raises(FileNotFoundError, match="h-fullres/seed2.json: no metrics for h-fullres"):
         results.load_metrics(tmp_path / "metrics", runs, [0, 2])
 
@@ -218,7 +252,10 @@ def test_task_runs_in_variant_order():
     }
     params = from_dict(Params, {"train": {"runs": runs}})
     assert list(results.task_runs(params, "rain").items()) == [
-        ("full", "a"), ("no_pyramid", "d"), ("fullres", "b")]  # fmt: skip
+        ("full", "a"),
+        ("no_pyramid", "d"),
+        ("fullres", "b"),
+    ]
     assert results.task_runs(params, "reflection") == {}
 
 
@@ -229,9 +266,12 @@ def test_load_pairs_alternates_photographs_and_scenes(tmp_path):
         for kind, value in (("input", 50 + i), ("target", 100 + i)):
             (root / "train" / kind).mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.full((6, 8, 3), value, np.uint8)).save(
-                root / "train" / kind / f"rain_train_{i:04d}.png")  # fmt: skip
-    samples = [{"name": f"rain_train_{i:04d}.png", "split": "train", "source": s}
-               for i, s in enumerate(sources)]  # fmt: skip
+                root / "train" / kind / f"rain_train_{i:04d}.png"
+            )
+    samples = [
+        {"name": f"rain_train_{i:04d}.png", "split": "train", "source": s}
+        for i, s in enumerate(sources)
+    ]
     (root / "manifest.json").write_text(json.dumps({"samples": samples}))
     pairs = results.load_pairs(tmp_path / "prepared", "rain", "train", n=3)
     assert [(p["name"], p["source"]) for p in pairs] == [

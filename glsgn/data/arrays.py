@@ -29,9 +29,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write
-from ..model.resample import downscale, pad_to_multiple
+from ..model.resample import downscale, pad_to_multiple, round_up
 from .io import read_image
-from .paired import Pair
+from .paired import Pair, check_pair_size
 
 __all__ = [
     "PairArrays",
@@ -112,11 +112,6 @@ def as_float(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
 
 
-def _check_sizes(p: Pair, x: np.ndarray, y: np.ndarray) -> None:
-    if x.shape != y.shape:
-        raise ValueError(f"{p.input}: size {x.shape[:2]} differs from {p.target} {y.shape[:2]}")
-
-
 class DecodedPair:
     """Decodes both images at every sample (no cache): slow on UHR images, nothing on disk."""
 
@@ -125,7 +120,7 @@ class DecodedPair:
 
     def arrays(self, flip: int) -> PairArrays:
         x, y = read_image(self.pair.input).rgb, read_image(self.pair.target).rgb
-        _check_sizes(self.pair, x, y)
+        check_pair_size(self.pair, x.shape, y.shape)
         gx, gy = (global_view(a, flip, self.multiple, self.scale) for a in (x, y))
         return PairArrays(x, y, gx, gy)
 
@@ -147,8 +142,9 @@ class CachedPair:
 
     def arrays(self, flip: int) -> PairArrays:
         x, y = (np.load(e.pixels, mmap_mode="r") for e in (self.input, self.target))
-        gx, gy = (np.array(np.load(e.views, mmap_mode="r")[flip])
-                  for e in (self.input, self.target))  # fmt: skip
+        gx, gy = (
+            np.array(np.load(e.views, mmap_mode="r")[flip]) for e in (self.input, self.target)
+        )
         return PairArrays(x, y, gx, gy)
 
 
@@ -214,7 +210,7 @@ class _Index:
 
 
 def _view_shape(hw: tuple[int, ...], multiple: int, scale: int) -> tuple[int, ...]:
-    h, w = (-(-s // multiple) * multiple for s in hw[:2])
+    h, w = (round_up(s, multiple) for s in hw[:2])
     return (4, 3, h // scale, w // scale)
 
 
@@ -223,8 +219,10 @@ def _ensure(
 ) -> tuple[_Entry, bool]:
     """Make the cache entry of one image whole; -> (entry, whether the image was decoded)."""
     digest = index.hash(path)
-    entry = _Entry(folder / "pixels" / f"{digest}.npy",
-                   folder / f"global-m{multiple}-s{scale}" / f"{digest}.npy")  # fmt: skip
+    entry = _Entry(
+        folder / "pixels" / f"{digest}.npy",
+        folder / f"global-m{multiple}-s{scale}" / f"{digest}.npy",
+    )
     decoded = False
     pixels = _load(entry.pixels, None, (np.uint8, np.uint16))
     if pixels is None:
@@ -249,17 +247,18 @@ def open_cache(
     sources, decoded = [], 0
     try:
         for p in tqdm(pairs, desc="cache train data", unit="pair", disable=not progress):
-            (ex, dx), (ey, dy) = (_ensure(f, index, multiple, scale, folder)
-                                  for f in (p.input, p.target))  # fmt: skip
+            (ex, dx), (ey, dy) = (
+                _ensure(f, index, multiple, scale, folder) for f in (p.input, p.target)
+            )
             hx, hy = (np.load(e.pixels, mmap_mode="r").shape for e in (ex, ey))
-            if hx != hy:
-                raise ValueError(f"{p.input}: size {hx[:2]} differs from {p.target} {hy[:2]}")
+            check_pair_size(p, hx, hy)
             sources.append(CachedPair(p.name, ex, ey))
             decoded += dx or dy
     finally:
         index.save()
-    log.info("train data cache %s: %d pair(s) decoded, %d reused", folder, decoded,
-             len(pairs) - decoded)  # fmt: skip
+    log.info(
+        "train data cache %s: %d pair(s) decoded, %d reused", folder, decoded, len(pairs) - decoded
+    )
     return sources
 
 

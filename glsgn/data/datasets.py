@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..model.resample import round_up
 from .arrays import (
     DecodedPair,
     PairSource,
@@ -24,7 +25,7 @@ from .arrays import (
     source_index,
 )
 from .io import read_image
-from .paired import Pair, find_pairs
+from .paired import Pair, check_pair_size, find_pairs
 
 __all__ = ["PairedImages", "TrainCrops"]
 
@@ -46,8 +47,7 @@ class PairedImages(Dataset):
     def __getitem__(self, i: int) -> dict:
         p = self.pairs[i]
         x, y = read_image(p.input).rgb, read_image(p.target).rgb
-        if x.shape != y.shape:
-            raise ValueError(f"{p.input}: size {x.shape[:2]} differs from {p.target} {y.shape[:2]}")
+        check_pair_size(p, x.shape, y.shape)
         return {"name": p.name, "input": _tensor(x), "target": _tensor(y)}
 
 
@@ -106,7 +106,7 @@ class TrainCrops(Dataset):
         a = src.arrays(flip_index(flip_w, flip_h))
         m = self.multiple
         sh, sw = a.input.shape[:2]
-        h, w = -(-sh // m) * m, -(-sw // m) * m
+        h, w = round_up(sh, m), round_up(sw, m)
         ch, cw = (h, w) if self.crop is None else (min(self.crop, h), min(self.crop, w))
         pos = np.random.default_rng([self.seed, batch, 1])  # one position per batch
         y0 = int(pos.integers(0, (h - ch) // m + 1)) * m

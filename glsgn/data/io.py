@@ -323,67 +323,100 @@ def write_image(
     """
     path = Path(path)
     ext = path.suffix.lower()
-    icc, exif = icc or None, exif or None
-    if exif is not None and not exif.startswith(_EXIF_HEADER):
-        exif = _EXIF_HEADER + exif  # raw TIFF-structured EXIF: what JPEG's APP1 needs in front
+    icc, exif = icc or None, _exif_block(exif)
+    _check_request(path, ext, rgb, bit_depth)
+    if ext in (".jpg", ".jpeg"):
+        alpha = None  # JPEG has no alpha channel: the colour is still worth writing
+    data = _encode(path, ext, _samples(rgb, alpha, bit_depth, grayscale), bit_depth, icc, exif)
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def _exif_block(exif: bytes | None) -> bytes | None:
+    """EXIF with the "Exif\\0\\0" header in front: what JPEG's APP1 needs, and what the other
+    encoders strip or accept; raw TIFF-structured EXIF gets it added."""
+    if not exif:
+        return None
+    return exif if exif.startswith(_EXIF_HEADER) else _EXIF_HEADER + exif
+
+
+def _check_request(path: Path, ext: str, rgb: np.ndarray, bit_depth: int) -> None:
+    """Refuse, before encoding anything, what no encoder here can write."""
     if bit_depth not in (8, 16):
         raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
     if bit_depth == 16 and ext not in (".png", ".tif", ".tiff"):
         raise ImageError(f"{path}: 16-bit output needs a .png or .tif file")
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageError(f"{path}: expected an (H, W, 3) array, got shape {rgb.shape}")
+
+
+def _samples(rgb: np.ndarray, alpha: np.ndarray | None, bits: int, grayscale: bool) -> np.ndarray:
+    """The integers to encode: (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) or (H, W, 4)."""
     color = rgb.mean(axis=2, keepdims=True) if grayscale else rgb
-    if alpha is not None and ext not in (".jpg", ".jpeg"):
+    if alpha is not None:
         color = np.concatenate([color, alpha[..., None]], axis=2)
-    a = _quantize(color, bit_depth)
-    if a.shape[2] == 1:
-        a = a[..., 0]
-    buf = io.BytesIO()
+    a = _quantize(color, bits)
+    return a[..., 0] if a.shape[2] == 1 else a
+
+
+def _encode(
+    path: Path, ext: str, a: np.ndarray, bits: int, icc: bytes | None, exif: bytes | None
+) -> bytes:
+    """The file's bytes, by suffix; an encoder's complaint becomes an ImageError naming `path`."""
     try:
         if ext in (".tif", ".tiff"):
-            gray_like = a.ndim == 2 or a.shape[2] == 2
-            tifffile.imwrite(
-                buf,
-                a,
-                photometric="minisblack" if gray_like else "rgb",
-                extrasamples=["unassalpha"] if alpha is not None else None,
-                extratags=[(_ICC_TAG, 7, None, icc, True)] if icc else None,  # 7: UNDEFINED
-            )
-            if exif:
-                buf = io.BytesIO(_tiff_with_exif(buf.getvalue(), exif))
-        elif ext == ".png" and bit_depth == 16:
-            if a.ndim == 3 and a.shape[2] == 2:  # OpenCV writes no gray+alpha: use RGBA
-                a = a[..., [0, 0, 0, 1]]
-                if icc and icc[16:20] == b"GRAY":
-                    icc = None  # PNG allows no gray profile on RGBA: it would be ignored
-            bgr = (
-                a[..., [2, 1, 0, 3]]
-                if a.ndim == 3 and a.shape[2] == 4
-                else (a[..., ::-1] if a.ndim == 3 else a)
-            )
-            ok, enc = cv2.imencode(".png", np.ascontiguousarray(bgr))
-            if not ok:
-                raise ImageError(f"{path}: PNG encoder failed")
-            buf.write(_png_with_metadata(enc.tobytes(), icc, exif))
-        else:
-            # 4:4:4 chroma: a restored image should not lose colour detail on the way out
-            kwargs = {
-                ".jpg": {"quality": 95, "subsampling": 0},
-                ".jpeg": {"quality": 95, "subsampling": 0},
-                ".webp": {"lossless": True},
-            }.get(ext, {})
-            if ext in (".jpg", ".jpeg", ".png", ".webp"):
-                kwargs |= {"icc_profile": icc} if icc else {}
-                kwargs |= {"exif": exif} if exif else {}
-            Image.fromarray(a).save(buf, format=Image.registered_extensions().get(ext), **kwargs)
+            return _encode_tiff(a, icc, exif)
+        if ext == ".png" and bits == 16:  # Pillow writes no 16-bit colour PNG
+            return _encode_png16(path, a, icc, exif)
+        return _encode_pillow(ext, a, icc, exif)
     except ImageError:
         raise
     except (KeyError, ValueError, OSError) as e:
         raise ImageError(
             f"{path}: cannot encode as {ext or 'an image (no suffix)'} ({e})"
         ) from None
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
+
+
+def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    gray_like = a.ndim == 2 or a.shape[2] == 2
+    has_alpha = a.ndim == 3 and a.shape[2] in (2, 4)
+    buf = io.BytesIO()
+    tifffile.imwrite(
+        buf,
+        a,
+        photometric="minisblack" if gray_like else "rgb",
+        extrasamples=["unassalpha"] if has_alpha else None,
+        extratags=[(_ICC_TAG, 7, None, icc, True)] if icc else None,  # 7: UNDEFINED
+    )
+    return _tiff_with_exif(buf.getvalue(), exif) if exif else buf.getvalue()
+
+
+def _encode_png16(path: Path, a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    if a.ndim == 3 and a.shape[2] == 2:  # OpenCV writes no gray+alpha: use RGBA
+        a = a[..., [0, 0, 0, 1]]
+        if icc and icc[16:20] == b"GRAY":
+            icc = None  # PNG allows no gray profile on RGBA: it would be ignored
+    if a.ndim == 3:  # OpenCV takes BGR(A)
+        a = a[..., [2, 1, 0, 3]] if a.shape[2] == 4 else a[..., ::-1]
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(a))
+    if not ok:
+        raise ImageError(f"{path}: PNG encoder failed")
+    return _png_with_metadata(enc.tobytes(), icc, exif)
+
+
+def _encode_pillow(ext: str, a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    # 4:4:4 chroma: a restored image should not lose colour detail on the way out
+    kwargs = {
+        ".jpg": {"quality": 95, "subsampling": 0},
+        ".jpeg": {"quality": 95, "subsampling": 0},
+        ".webp": {"lossless": True},
+    }.get(ext, {})
+    if ext in (".jpg", ".jpeg", ".png", ".webp"):  # Pillow embeds metadata only in these
+        kwargs |= {"icc_profile": icc} if icc else {}
+        kwargs |= {"exif": exif} if exif else {}
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format=Image.registered_extensions().get(ext), **kwargs)
+    return buf.getvalue()
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

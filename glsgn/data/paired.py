@@ -19,6 +19,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "list_images",
     "find_pairs",
+    "check_pair_size",
     "check_pairs",
 ]
 
@@ -68,10 +69,20 @@ def find_pairs(inputs: Path | str, targets: Path | str, base: Path | None = None
     problems += [f"{b[s]}: target has no input named {s}.*" for s in sorted(b.keys() - a.keys())]
     if not ins and not outs:
         problems.append(f"{inputs}, {targets}: no images found")
-    if problems:
-        raise PairedFolderError(f"{len(problems)} problem(s) with paired folders:\n  " +
-                                "\n  ".join(problems))  # fmt: skip
+    _raise_any(problems, "paired folders")
     return [Pair(s, a[s], b[s]) for s in sorted(a)]
+
+
+def check_pair_size(
+    pair: Pair, input_shape: tuple[int, ...], target_shape: tuple[int, ...]
+) -> None:
+    """Raise a `PairedFolderError` (a ValueError) naming both files and both sizes when an input
+    and its target differ in (H, W); the shapes may carry channels, which do not count."""
+    (h, w), (th, tw) = input_shape[:2], target_shape[:2]
+    if (h, w) != (th, tw):
+        raise PairedFolderError(
+            f"{pair.input}: size {w}x{h} differs from its target {pair.target} ({tw}x{th})"
+        )
 
 
 def check_pairs(pairs: list[Pair]) -> list[tuple[int, int]]:
@@ -84,13 +95,18 @@ def check_pairs(pairs: list[Pair]) -> list[tuple[int, int]]:
                 shapes.append(read_image(f).rgb.shape[:2])
             except ImageError as e:
                 problems.append(str(e))
-        if len(shapes) == 2 and shapes[0] != shapes[1]:
-            problems.append(
-                f"{p.input}: size {shapes[0][1]}x{shapes[0][0]} differs from its target "
-                f"{p.target} ({shapes[1][1]}x{shapes[1][0]})"
-            )
+        if len(shapes) == 2:
+            try:
+                check_pair_size(p, *shapes)
+            except PairedFolderError as e:
+                problems.append(str(e))
         sizes.append(shapes[0] if shapes else (0, 0))
-    if problems:
-        raise PairedFolderError(f"{len(problems)} problem(s) with paired images:\n  " +
-                                "\n  ".join(problems))  # fmt: skip
+    _raise_any(problems, "paired images")
     return sizes
+
+
+def _raise_any(problems: list[str], what: str) -> None:
+    """All of a folder's problems in one error: fixing them one run at a time would be slow."""
+    if problems:
+        lines = "\n  ".join(problems)
+        raise PairedFolderError(f"{len(problems)} problem(s) with {what}:\n  {lines}")

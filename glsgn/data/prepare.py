@@ -142,8 +142,14 @@ def prepare(task: str, params: Params, raw: Path, out: Path, progress: bool = Tr
 def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
     files = [p for p in list_images(raw)] if raw.is_dir() else []
     photos = [(p.name, read_image(p).rgb) for p in files]
-    log.info("synthesising %s at %dx%d from %d photographs and dead-leaves scenes (seed %d)",
-             task, cfg.size[1], cfg.size[0], len(photos), cfg.seed)  # fmt: skip
+    log.info(
+        "synthesising %s at %dx%d from %d photographs and dead-leaves scenes (seed %d)",
+        task,
+        cfg.size[1],
+        cfg.size[0],
+        len(photos),
+        cfg.seed,
+    )
     by_split = split_photos(photos)
     jobs = [(s, i) for s in SPLITS for i in range(getattr(cfg.splits, s))]
     for split, i in tqdm(jobs, desc=f"prepare {task}", unit="pair", disable=not bar):
@@ -155,11 +161,17 @@ def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict,
             paths[kind] = tmp / split / kind / name
             paths[kind].parent.mkdir(parents=True, exist_ok=True)
             write_image(paths[kind], img)
-        manifest["samples"].append({
-            "name": name, "split": split, "seed": seed, "source": src,
-            "size": list(cfg.size), "params": d.params,
-            "sha256": {k: _sha256(p) for k, p in paths.items()},
-        })  # fmt: skip
+        manifest["samples"].append(
+            {
+                "name": name,
+                "split": split,
+                "seed": seed,
+                "source": src,
+                "size": list(cfg.size),
+                "params": d.params,
+                "sha256": {k: _sha256(p) for k, p in paths.items()},
+            }
+        )
 
 
 def _paired(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
@@ -168,8 +180,9 @@ def _paired(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, ba
         pairs = find_pairs(cfg.paired_input, cfg.paired_target, base=base)
         sizes = check_pairs(pairs)
         log.info("%s/%s: %d checked pairs from %s", task, split, len(pairs), base)
-        for p, hw in tqdm(list(zip(pairs, sizes, strict=True)), desc=f"copy {task}/{split}",
-                          disable=not bar):  # fmt: skip
+        for p, hw in tqdm(
+            list(zip(pairs, sizes, strict=True)), desc=f"copy {task}/{split}", disable=not bar
+        ):
             entry = {"name": p.name, "split": split, "size": list(hw), "sha256": {}}
             for kind, src in (("input", p.input), ("target", p.target)):
                 dst = tmp / split / kind / f"{p.name}{src.suffix.lower()}"

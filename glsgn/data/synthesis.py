@@ -114,8 +114,15 @@ def rain(clean: np.ndarray, seed: int, cfg: RainConfig, scale: float = 1.0) -> D
         drops[ys, xs] = bright * rng.uniform(0.5, 1.0, count).astype(np.float32)
         s = _wrap_filter(drops, streak_kernel(length, width, angle))
         keep *= 1 - np.clip(s, 0, 1)
-        layers.append({"angle": angle, "length": length, "width": width, "brightness": bright,
-                       "streaks": count})  # fmt: skip
+        layers.append(
+            {
+                "angle": angle,
+                "length": length,
+                "width": width,
+                "brightness": bright,
+                "streaks": count,
+            }
+        )
     streaks = (1 - keep)[..., None]
     degraded = j + streaks * (1 - j)
     return Degraded(degraded, j, degraded - j, {"angle": base_angle, "layers": layers})
@@ -131,8 +138,9 @@ def smooth_depth(h: int, w: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     cells = int(rng.integers(2, 9))
     gh, gw = (max(2, round(cells * n / max(h, w))) for n in (h, w))
-    field = cv2.resize(rng.random((gh, gw)).astype(np.float32), (w, h),
-                       interpolation=cv2.INTER_CUBIC)  # fmt: skip
+    field = cv2.resize(
+        rng.random((gh, gw)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
     theta = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     ramp = (xx - w / 2) * np.cos(theta) + (yy - h / 2) * np.sin(theta)

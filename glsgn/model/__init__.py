@@ -6,9 +6,9 @@ from torch import nn
 
 from ..config import ModelConfig
 from .fullres import FullResNet
-from .glsgn import GLSGN, GLSGNOutput
+from .glsgn import GLSGN, Geometry, GLSGNOutput
 
-__all__ = ["GLSGN", "FullResNet", "GLSGNOutput", "build_model"]
+__all__ = ["GLSGN", "FullResNet", "GLSGNOutput", "Geometry", "build_model"]
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..config import ModelConfig
 from .blocks import Decoder, Encoder, conv3x3, zero_init
 from .glsgn import GLSGN, GLSGNOutput
-from .resample import pad_to_multiple
+from .resample import Region, pad_to_multiple
+from .traversal import Canvas, Step, Tiling, level, log, plane_bytes
 
 __all__ = ["FullResNet", "fullres_widths", "param_count", "flops_per_pixel"]
 
@@ -73,22 +74,39 @@ class FullResNet(nn.Module):
     """Single-pathway U-Net on the full-resolution image: no global view, no pyramid.
 
     The `fullres` and `fullres_flops` baselines of the ablations, and the reference for
-    GLSGN's cost at 4K and 8K.
-    Fully convolutional, so `glsgn.restore` streams it in patches like the local pathways.
+    GLSGN's cost at 4K and 8K. Fully convolutional: a one-step plan that `glsgn.restore`
+    streams in patches like GLSGN's.
     """
+
+    whole_image_fraction = 0.0  # nothing runs on the whole image at once
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        cfg.validate()
         if cfg.arch != "fullres":
             raise ValueError(f"model.arch: FullResNet builds arch 'fullres', got {cfg.arch!r}")
         self.cfg = cfg
         self.widths = cfg.fullres_widths or fullres_widths(cfg)
         self.net = _UNet(self.widths, cfg.blocks)
         self.pad_multiple = cfg.align
+        self.plan = [Step("fullres", 1, cfg.align, self.radius(), {"out": (3, 1, False)})]
 
     def radius(self) -> int:
         return 1 + self.net.encoder.radius() + self.net.decoder.radius() + 1
+
+    def buffer_bytes(self, h: int, w: int) -> int:
+        """float32 bytes of the image-sized maps a restore of a padded h x w image keeps."""
+        return plane_bytes(self.plan, h, w)
+
+    def traverse(self, x: Tensor, region: Region, tiling: Tiling) -> Tensor:
+        """The network tile by tile over `region` (what `x` covers, host or device)."""
+        dev = next(self.parameters()).device
+        step = self.plan[0]
+        out = Canvas.planes(step, region, x, dev)["out"]
+        tiling.start([(step, region)])
+        for tile, ext in tiling.tiles(step, region):
+            out.put(tile, ext.crop(self.net(region.crop(x, ext).to(dev, non_blocking=True)), tile))
+        tiling.close()
+        return out.t
 
     def forward(
         self, x: Tensor, global_view: Tensor | None = None, region: object | None = None
@@ -98,4 +116,21 @@ class FullResNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"FullResNet expects (N, 3, H, W) images, got shape {tuple(x.shape)}")
         xp, (h, w) = pad_to_multiple(x, self.pad_multiple)
-        return GLSGNOutput(b_out=self.net(xp)[..., :h, :w])
+        b = self.traverse(xp, Region.whole(*xp.shape[-2:]), Tiling())
+        return GLSGNOutput(b_out=b[..., :h, :w])
+
+    def stream(
+        self, xp: Tensor, patch: int, halo: int | None = None, progress: bool = False
+    ) -> Tensor:
+        """B_out of padded image `xp` (1, 3, H, W), patch by patch (see `GLSGN.stream`)."""
+        hl = self.plan[0].halo(halo)
+        log.log(
+            level(progress),
+            "restore fullres on %s: padded to %dx%d, patch %d, halo %d",
+            next(self.parameters()).device,
+            xp.shape[-1],
+            xp.shape[-2],
+            patch,
+            hl,
+        )
+        return self.traverse(xp, Region.whole(*xp.shape[-2:]), Tiling(patch, halo, progress))

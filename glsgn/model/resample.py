@@ -95,9 +95,14 @@ def _axis_taps(n_src: int, n_dst: int, device: torch.device, dtype: torch.dtype)
 
 @functools.lru_cache(maxsize=2048)
 def _taps(
-    n_src: int, n_dst: int, d: tuple[int, int], s: tuple[int, int], trailing: int,
-    device: torch.device, dtype: torch.dtype,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    n_src: int,
+    n_dst: int,
+    d: tuple[int, int],
+    s: tuple[int, int],
+    trailing: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
     """The taps of destination pixels d[0]:d[1] for a source tensor covering s[0]:s[1]: flat
     indices (2n,) into it and weights (2, n, 1 x `trailing`), ready to broadcast. Cached per
     call geometry, so a repeated call (every step of whole-image training, every restore of
@@ -122,8 +127,15 @@ def resample(t: Tensor, src: Region, dst: Region) -> Tensor:
     for axis in (0, 1):
         dim = out.dim() - 2 + axis
         span = slice(2 * axis, 2 * axis + 2)
-        idx, w = _taps(src.size[axis], dst.size[axis], dst.box[span], src.box[span], 1 - axis,
-                       out.device, out.dtype)  # fmt: skip
+        idx, w = _taps(
+            src.size[axis],
+            dst.size[axis],
+            dst.box[span],
+            src.box[span],
+            1 - axis,
+            out.device,
+            out.dtype,
+        )
         # Both taps in one gather, then w0 a + w1 b as a multiply and a multiply-add (a sum
         # over the pair would be a strided reduction: slower on a GPU).
         a, b = out.index_select(dim, idx).unflatten(dim, (2, -1)).unbind(dim)

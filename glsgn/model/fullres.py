@@ -14,7 +14,7 @@ from ..config import ModelConfig
 from .blocks import Decoder, Encoder, conv3x3, zero_init
 from .glsgn import GLSGN, GLSGNOutput
 from .resample import Region, pad_to_multiple
-from .traversal import Canvas, Step, Tiling, level, log, plane_bytes
+from .traversal import Canvas, Step, Tiling, level, log, part, plane_bytes
 
 __all__ = ["FullResNet", "fullres_widths", "param_count", "flops_per_pixel"]
 
@@ -104,7 +104,8 @@ class FullResNet(nn.Module):
         out = Canvas.planes(step, region, x, dev)["out"]
         tiling.start([(step, region)])
         for tile, ext in tiling.tiles(step, region):
-            out.put(tile, ext.crop(self.net(region.crop(x, ext).to(dev, non_blocking=True)), tile))
+            b = self.net(part(x, region, ext).to(dev, non_blocking=True))
+            out.put(tile, part(b, ext, tile))
         tiling.close()
         return out.t
 

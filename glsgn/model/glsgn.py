@@ -13,7 +13,7 @@ from .patchnorm import NormStats
 from .pathways import GlobalOut, GlobalPathway, LocalOut, LocalPathway
 from .pyramid import PyramidFusion
 from .resample import Region, downscale, pad_to_multiple, resample
-from .traversal import Canvas, Step, Tiling, level, log, plane_bytes
+from .traversal import Canvas, Step, Tiling, level, log, part, plane_bytes
 
 __all__ = ["GLSGN", "GLSGNOutput", "Geometry", "Handoff"]
 
@@ -53,14 +53,17 @@ class Handoff:
     """What local pathway k hands to pathway k + 1: the cue F_k (already on k + 1's grid) and
     A_k (on E_k's grid), each with the region its tensor covers."""
 
-    cue: Tensor
+    cue: Tensor  # F_k on k + 1's grid (tiles), or on its own when pathway k was one tile
     cue_region: Region
     attention: Tensor | None
     attention_region: Region
 
     def crop(self, region: Region, device: torch.device) -> Handoff:
-        """The cue over `region` on `device` (A_k stays whole: it is small, and on the device)."""
-        cue = self.cue_region.crop(self.cue, region).to(device, non_blocking=True)
+        """The cue over `region` on `device` (A_k stays whole: it is small, and on the device).
+        F_k on its own grid is passed as it is: `local_step` resamples it, as a forward would."""
+        if self.cue_region.size != region.size:
+            return self
+        cue = part(self.cue, self.cue_region, region).to(device, non_blocking=True)
         return Handoff(cue, region, self.attention, self.attention_region)
 
 
@@ -259,7 +262,7 @@ class GLSGN(nn.Module):
     def _global_only(self, step, x, region, g, global_view, tiling) -> Tensor:
         out = Canvas.planes(step, region, x, global_view.device)["out"]
         for tile, _ in tiling.tiles(step, region):
-            x_t = region.crop(x, tile).to(global_view.device, non_blocking=True)
+            x_t = part(x, region, tile).to(global_view.device, non_blocking=True)
             out.put(tile, self.global_only_output(x_t, tile, g, global_view))
         return out.t
 
@@ -270,16 +273,18 @@ class GLSGN(nn.Module):
         x_k = downscale(x, step.factor)
         maps = Canvas.planes(step, region, x, dev)
         for tile, ext in tiling.tiles(step, area):
-            x_t = area.crop(x_k, ext).to(dev, non_blocking=True)
+            x_t = part(x_k, area, ext).to(dev, non_blocking=True)
             here = prev.crop(ext, dev) if prev is not None else None
             o = self.local_step(k, x_t, ext, g, g_region, here, stats)
-            maps["b"].put(tile, ext.crop(o.b, tile))
-            if "cue" in maps:
+            maps["b"].put(tile, part(o.b, ext, tile))
+            if "cue" in maps and tile == area:  # one tile: F_k as it is (`Handoff.crop`)
+                maps["cue"].area, maps["cue"].t = ext, o.cue.float()
+            elif "cue" in maps:  # F_k on k + 1's grid, tile by tile
                 dst = tile.coarser(self.geometry.ratio(k))
                 maps["cue"].put(dst, resample(o.cue.float(), ext, dst))
             if "attention" in maps:
                 e_tile = tile.coarser(bf)
-                maps["attention"].put(e_tile, ext.coarser(bf).crop(o.attention, e_tile))
+                maps["attention"].put(e_tile, part(o.attention, ext.coarser(bf), e_tile))
         return maps
 
     def _fuse(self, bs, out, region, g, g_region, tiling, dev) -> None:
@@ -290,7 +295,7 @@ class GLSGN(nn.Module):
         for tile, ext in tiling.tiles(step, region):
             levels = [ext.coarser(f) for f in self.geometry.factors]
             fused = self.fusion([(b.crop(r, dev), r) for b, r in zip(bs, levels, strict=True)], bg)
-            b_out.put(tile, ext.crop(fused.b, tile))
+            b_out.put(tile, part(fused.b, ext, tile))
         out.b_out = b_out.t
         if tiling.patch is None:
             out.bands, out.details, out.masks = fused.bands, fused.details, fused.masks

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .resample import Region, round_up
 
-__all__ = ["Step", "Tiling", "Canvas", "Streamable", "tiles", "plane_bytes"]
+__all__ = ["Step", "Tiling", "Canvas", "Streamable", "tiles", "part", "plane_bytes"]
 
 log = logging.getLogger("glsgn.restore")
 
@@ -160,7 +160,14 @@ class Canvas:
 
     def crop(self, r: Region, device) -> Tensor:
         """The part covering `r`, on `device`."""
-        return self.area.crop(self.t, r).to(device, non_blocking=True)
+        return part(self.t, self.area, r).to(device, non_blocking=True)
+
+
+def part(t: Tensor, covers: Region, r: Region) -> Tensor:
+    """The part of `t` (covering `covers`) over `r`: `t` itself when that is all of it, so a
+    single-tile traversal builds exactly the autograd graph of a plain forward (no slicing
+    nodes: its gradients sum in the same order)."""
+    return t if r == covers else covers.crop(t, r)
 
 
 def plane_bytes(plan: list[Step], h: int, w: int) -> int:

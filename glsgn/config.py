@@ -552,6 +552,9 @@ class TrainConfig:
     warmup: Annotated[Int, Field(ge=0, le=10**8)] = 8  # linear warm-up steps, then cosine decay
     lr_min: Annotated[Float, Field(ge=0)] = 1e-5  # to lr_min (at most lr)
     clip: Annotated[Float, Field(gt=0)] = 1.0  # gradient-norm clipping
+    # decay of an exponential moving average of the weights (0: none); validation and the
+    # released model use the average. Warmed up: min(ema, (1 + step) / (10 + step))
+    ema: Annotated[Float, Field(ge=0, lt=1)] = 0.0
     # DataLoader workers; null: one per spare core on cuda, 0 on cpu
     workers: Annotated[Int, Field(ge=0, le=256)] | None = None
     # every run trains once per seed (train@RUN-SEED stages)

@@ -29,7 +29,7 @@ from .data.datasets import PairedImages
 from .data.io import write_image
 from .metrics import psnr_ssim
 from .restore import resolve_device, restore
-from .runs import Run, start
+from .runs import Run, environment, start
 
 __all__ = ["evaluate", "load_lpips", "psnr_ssim"]
 
@@ -127,6 +127,7 @@ def _summary(rows: list[dict], run: Run, device: torch.device, meta: dict, lp_no
         "task": run.spec.task,
         "variant": run.spec.variant,
         "device": str(device),
+        "environment": environment(device),
         "train_steps": meta["extra"].get("steps"),
         "semantic_backbone": meta["extra"].get("semantic_backbone"),
     }

@@ -9,7 +9,10 @@ prologue every stage of a run begins with.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +126,20 @@ def start(run: Run, stage: str, device: torch.device, rank: int = 0) -> None:
         what,
         run.model_cfg.variant,
     )
+
+
+def environment(device: torch.device) -> dict:
+    """What a metric's last bits depend on: torch, the CPU's vector ISA that torch and oneDNN
+    dispatch to, the device and the threads (README "Reproducibility")."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
+        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    return {
+        "torch": torch.__version__,
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "dnnl_max_cpu_isa": os.environ.get("DNNL_MAX_CPU_ISA"),
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }

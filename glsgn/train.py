@@ -10,6 +10,7 @@ Runs unchanged under `torchrun --nproc_per_node=N` (DDP: nccl on GPUs, gloo on C
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import math
@@ -131,8 +132,9 @@ def _validate(model, root: Path, device: torch.device) -> float:
     )
 
 
-def _state(model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg) -> dict:
+def _state(model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg, ema=None) -> dict:
     return {
+        "ema": ema.state_dict() if ema is not None else None,
         "format": "glsgn-train-state",
         "run": run,
         "step": step,
@@ -198,7 +200,7 @@ def _device() -> tuple[torch.device, int, int]:
     return device, rank, world
 
 
-def _resume(path: Path, model, opt, sched, now: dict) -> int:
+def _resume(path: Path, model, opt, sched, now: dict, ema=None) -> int:
     """Load the resumable state at `path` when it belongs to this very run; -> its step."""
     if not path.exists():
         return 0
@@ -217,6 +219,8 @@ def _resume(path: Path, model, opt, sched, now: dict) -> int:
                 "was saved with"
             )
     model.load_state_dict(state["model"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     log.info("resuming from step %d (%s)", state["step"], path)
@@ -236,6 +240,16 @@ def _step(net, model, loss_fn, opt, sched, scaler, batch: TrainBatch, amp, tcfg)
     scaler.update()
     sched.step()
     return terms, grad_norm
+
+
+@torch.no_grad()
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """ema <- d ema + (1 - d) model, d warmed up as (1 + step) / (10 + step): early steps'
+    weights, far from trained, do not linger in the average."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
+    for b, m in zip(ema.buffers(), model.buffers(), strict=True):
+        b.copy_(m)
 
 
 def _to_device(b: dict, device: torch.device) -> TrainBatch:
@@ -265,6 +279,12 @@ class _Parts:
     sched: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     amp: torch.dtype | None
+    ema: torch.nn.Module | None  # the weights' moving average (train.ema > 0)
+
+    @property
+    def released(self) -> torch.nn.Module:
+        """What validation measures and the release checkpoint holds: the average, if any."""
+        return self.ema if self.ema is not None else self.model
 
 
 def _build(
@@ -298,12 +318,13 @@ def _build(
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
     scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
-    return _Parts(run, tcfg, device, rank, world, model, loss_fn, ds, opt, sched, scaler, amp)
+    ema = copy.deepcopy(model).requires_grad_(False) if tcfg.ema > 0 else None
+    return _Parts(run, tcfg, device, rank, world, model, loss_fn, ds, opt, sched, scaler, amp, ema)
 
 
 def _run_state(p: _Parts, step: int) -> dict:
     run = p.run
-    return _state(p.model, p.opt, p.sched, step, run.name, run.seed, run.model_cfg, p.tcfg)
+    return _state(p.model, p.opt, p.sched, step, run.name, run.seed, run.model_cfg, p.tcfg, p.ema)
 
 
 def _backbone(loss_fn: GLSGNLoss) -> tuple[str, str]:
@@ -400,7 +421,7 @@ def _log_train(live, bar, p: _Parts, done: int, terms: dict, grad_norm, clock: _
 
 def _log_validation(live, p: _Parts, root: Path, done: int) -> None:
     live.step = done
-    live.log_metric("val/psnr", _validate(p.model, root / p.run.split("val"), p.device))
+    live.log_metric("val/psnr", _validate(p.released, root / p.run.split("val"), p.device))
     live.make_summary()
 
 
@@ -423,6 +444,8 @@ def _steps(
             net, p.model, p.loss_fn, p.opt, p.sched, p.scaler, _to_device(b, p.device), p.amp, tcfg
         )
         done = step + 1
+        if p.ema is not None:
+            _update_ema(p.ema, p.model, p.tcfg.ema, done)
         bar.update()
         last = done == tcfg.steps
         # reading a loss waits for the device: only on log steps
@@ -444,13 +467,14 @@ def _release(p: _Parts, root: Path, live, backbone: str, backbone_kind: str) -> 
     if p.rank == 0:
         save_checkpoint(
             out_path,
-            p.model,
+            p.released,
             extra={
                 "run": run.name,
                 "seed": run.seed,
                 "task": run.spec.task,
                 "variant": run.spec.variant,
                 "steps": p.tcfg.steps,
+                "ema": p.tcfg.ema,
                 "loss": dataclasses.asdict(run.loss_cfg),
                 "semantic_backbone": backbone_kind,
                 "semantic_backbone_detail": backbone,
@@ -479,7 +503,7 @@ def train(
     device, rank, world = _device()
     start(run, "train", device, rank)
     p = _build(run, params.train, device, rank, world, root, progress)
-    first = _resume(root / run.paths.checkpoint, p.model, p.opt, p.sched, _run_state(p, 0))
+    first = _resume(root / run.paths.checkpoint, p.model, p.opt, p.sched, _run_state(p, 0), p.ema)
     backbone, backbone_kind = _backbone(p.loss_fn)
     workers = _workers(p.tcfg, device)
     _describe(p, first, workers, backbone)

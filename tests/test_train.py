@@ -19,6 +19,7 @@ import torchvision
 import yaml
 
 from glsgn.config import LossConfig, Params, RunSpec, TrainConfig, from_dict
+from glsgn.data.io import read_image
 from glsgn.data.prepare import prepare
 from glsgn.evaluate import evaluate, load_lpips, psnr_ssim
 from glsgn.runs import RunError
@@ -93,9 +94,10 @@ def test_a_crop_that_is_all_border_is_reported(root, tmp_path, caplog):
     assert "receptive radius" not in caplog.text
 
 
-def test_killed_run_resumes_to_the_same_weights(root, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_killed_run_resumes_to_the_same_weights(root, tmp_path, ema):
     a, b = _fresh(root, tmp_path / "a"), _fresh(root, tmp_path / "b")
-    params = _params()
+    params = _params(ema=ema)
     train("reflection-full", params, a, progress=False)
     assert train("reflection-full", params, b, stop_at=6, progress=False) is None  # "killed"
     state = torch.load(b / "checkpoints/reflection-full/seed0/last.pt", weights_only=True)
@@ -110,10 +112,34 @@ def test_killed_run_resumes_to_the_same_weights(root, tmp_path):
     train("reflection-full", params, b, progress=False)
     wc = torch.load(b / "models/reflection-full/seed0.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(wa[k], wc[k]) for k in wa)
+    # With train.ema the release holds the average, not the last step's weights.
+    last = torch.load(b / "checkpoints/reflection-full/seed0/last.pt", weights_only=True)
+    same = all(torch.equal(last["model"][k], wa[k]) for k in wa)
+    assert same == (ema == 0) and (last["ema"] is None) == (ema == 0)
     # A killed run cannot resume under a different recipe.
     train("reflection-full", params, b, stop_at=4, progress=False)
     with pytest.raises(TrainError, match="different train configuration"):
-        train("reflection-full", _params(lr=1e-3), b, progress=False)
+        train("reflection-full", _params(lr=1e-3, ema=ema), b, progress=False)
+
+
+def test_one_pair_is_learnt(root, tmp_path):
+    """On a fixed batch (one pair, validated on itself) the recipe fits: the restored pair
+    gains over its input, which a recipe that does not learn would not."""
+    work = tmp_path / "one"
+    src = root / "data/prepared/reflection/train"
+    for split in ("train", "val"):
+        for side in ("input", "target"):
+            (work / "data/prepared/reflection" / split / side).mkdir(parents=True)
+            first = sorted((src / side).iterdir())[0]
+            (work / "data/prepared/reflection" / split / side / first.name).symlink_to(first)
+    params = _params(steps=80, batch_size=1, crop=None, val_every=80, checkpoint_every=80)
+    params = dataclasses.replace(params, loss=LossConfig(semantic=0.0))
+    train("reflection-full", params, work, progress=False)
+    val = work / "dvclive/reflection-full/seed0/plots/metrics/val/psnr.tsv"
+    psnr = float(list(csv.DictReader(open(val), delimiter="\t"))[-1]["psnr"])
+    x, y = (read_image(sorted((src / s).iterdir())[0]).rgb for s in ("input", "target"))
+    identity = psnr_ssim(x, y)[0]
+    assert psnr > identity + 3, (psnr, identity)
 
 
 def test_unknown_run_is_a_clear_error(root, tmp_path):
@@ -168,6 +194,9 @@ def test_evaluate_writes_metrics_and_says_why_lpips_is_missing(root, tmp_path, m
         assert m["semantic_backbone"] == "random"
     saved = json.loads((work / "metrics/reflection-fullres/seed0.json").read_text())
     assert saved["variant"] == "fullres" and saved["psnr"] == m["psnr"]
+    env = saved["environment"]  # what the last bits depend on (README "Reproducibility")
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     rows = list(csv.DictReader(open(work / "metrics/reflection-fullres/seed0.csv")))
     assert len(rows) == 1 and rows[0]["lpips"] == ""
     assert len(list((work / "reports/restored/reflection-full/seed0").glob("*.png"))) == 1

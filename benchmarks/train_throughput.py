@@ -8,16 +8,20 @@ then read each crop from memory maps), plus the cache's build time and size on d
     python benchmarks/train_throughput.py --pairs 4 --size 3840x2160 --crop 512
 
     python benchmarks/train_throughput.py --sections step --device cuda   # on a GPU
+    python benchmarks/train_throughput.py --sections settings             # CPU: fp32 vs bf16
 
 Prints a table; asserts nothing. Sections (`SECTIONS`): `data`, the loader; `step`, one
 training step (forward, losses, backward, clipping, AdamW) of GLSGN and of fullres at the same
 crop and batch (params.yaml's model): FLOPs per sample and the host-device copies and syncs per
-step, counted on the meta device (so on any machine), and samples/s on --device.
+step, counted on the meta device (so on any machine), and samples/s on --device; `settings`,
+end-to-end `glsgn train` samples/s on this CPU for fp32, channels_last, bf16 autocast and both
+(bf16 only where the CPU runs it natively), on params.yaml's data and model.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,15 +33,17 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from glsgn.config import autocast_dtype, load_params, variant_configs
+from glsgn.config import RunSpec, load_params, variant_configs
 from glsgn.data.arrays import cache_size
 from glsgn.data.datasets import TrainCrops
 from glsgn.data.io import write_image
+from glsgn.data.prepare import prepare
 from glsgn.data.scenes import dead_leaves
 from glsgn.losses import GLSGNLoss, TrainBatch
 from glsgn.model import build_model
 from glsgn.model.resample import Region
-from glsgn.train import StepBatches, _lr_lambda, _step
+from glsgn.runs import native_bf16
+from glsgn.train import StepBatches, _autocast, _lr_lambda, _step, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +66,7 @@ class Setup:
     steps: int
     device: str
     cpu_steps: bool  # time the model step on the CPU too (slow)
+    train_steps: int  # settings: steps of each end-to-end run
 
 
 Row = tuple[str, str, str]  # (what, value, unit)
@@ -142,9 +149,10 @@ def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[in
     with torch.device(device):
         model = build_model(mcfg)
         loss_fn = GLSGNLoss(lcfg)
-    if torch.device(device).type == "cuda":  # as train.py runs it
+    tcfg = params.train
+    if tcfg.channels_last:  # as train.py runs it
         model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = True
     h, w = size
     gs = mcfg.global_scale
     x = torch.rand(batch, 3, crop, crop, device=device)
@@ -152,10 +160,9 @@ def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[in
     y0, x0 = (h - crop) // 2 // 16 * 16, (w - crop) // 2 // 16 * 16
     region = Region((h, w), (y0, y0 + crop, x0, x0 + crop))
     b = TrainBatch(x, x.clone(), xg, xg.clone(), region=region)
-    tcfg = params.train
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
-    amp = autocast_dtype(tcfg.precision) if torch.device(device).type == "cuda" else None
+    amp = _autocast(tcfg.precision, torch.device(device)) if device != "meta" else None
     scaler = torch.amp.GradScaler(enabled=False)
 
     def step() -> None:
@@ -229,10 +236,58 @@ def step_section(s: Setup) -> list[Row]:
     return rows
 
 
+# --- end to end on this CPU: `glsgn train` under each precision and memory format ---
+
+
+def settings_section(s: Setup) -> list[Row]:
+    """Samples/s of whole `glsgn train` runs (start-up, loading, steps, one validation and the
+    checkpoints included: what a user waits for) on params.yaml's data size and model, one run
+    per setting, each on the same prepared pairs, after one untimed warm-up run. bf16 is timed
+    only where this CPU runs it in hardware: elsewhere train.py trains in fp32 whatever
+    train.precision says."""
+    params = load_params(ROOT / "params.yaml")
+    work = s.cache.parent / "settings"
+    splits = dataclasses.replace(params.data.splits, train=8, val=1, test=1)
+    data = dataclasses.replace(params.data, splits=splits)
+    params = dataclasses.replace(params, data=data)
+    prepare("reflection", params, ROOT / "data" / "raw", work / "data/prepared/reflection", False)
+    settings = {"fp32": ("fp32", False), "fp32 + channels_last": ("fp32", True)}
+    if native_bf16():
+        settings |= {"bf16": ("bf16", False), "bf16 + channels_last": ("bf16", True)}
+    rows, base = [], None
+    # an untimed first run builds the shared data cache and warms the kernels up
+    for label, (precision, channels_last) in {"warm-up": ("fp32", False), **settings}.items():
+        tcfg = dataclasses.replace(
+            params.train,
+            runs={"reflection-full": RunSpec("reflection", "full")},
+            seeds=(0,),
+            steps=s.train_steps,
+            val_every=s.train_steps,
+            checkpoint_every=s.train_steps,
+            curve_every=None,
+            precision=precision,
+            channels_last=channels_last,
+        )
+        run_dir = work / label.replace(" + ", "-")
+        run_dir.mkdir()
+        (run_dir / "data").symlink_to(work / "data")
+        t0 = time.perf_counter()
+        train("reflection-full", dataclasses.replace(params, train=tcfg), run_dir, progress=False)
+        rate = s.train_steps * tcfg.batch_size / (time.perf_counter() - t0)
+        if label == "warm-up":
+            continue
+        base = base or rate
+        rows.append((f"glsgn train, {label}", f"{rate:.2f} ({rate / base:.2f}x)", "samples/s"))
+    if not native_bf16():
+        rows.append(("bf16", "not timed: this CPU has no native bf16 (train.py uses fp32)", ""))
+    return rows
+
+
 # Each section takes the Setup and returns rows for the table.
 SECTIONS: dict[str, Callable[[Setup], list[Row]]] = {
     "data": data_section,
     "step": step_section,
+    "settings": settings_section,
 }
 
 
@@ -254,6 +309,7 @@ def main() -> None:
         "--device", default="cpu", help="model step: where it is timed (cuda: train.precision)"
     )
     p.add_argument("--cpu-steps", action="store_true", help="time the model step on the CPU too")
+    p.add_argument("--train-steps", type=int, default=48, help="settings: steps of each run")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="train_throughput.") as tmp:
@@ -279,6 +335,7 @@ def main() -> None:
             args.steps,
             args.device,
             args.cpu_steps,
+            args.train_steps,
         )
         print(
             f"\n{args.pairs} pairs {w}x{h}, crop {args.crop or 'whole image'}, multiple "

@@ -70,7 +70,7 @@ Stages = Annotated[tuple[Annotated[Int, Field(ge=0, le=8)], ...], Field(min_leng
 
 Task = Literal["reflection", "rain", "haze"]
 TASKS = typing.get_args(Task)
-Precision = Literal["fp32", "bf16", "fp16"]  # autocast on cuda only; fp32: none
+Precision = Literal["fp32", "bf16", "fp16"]  # autocast; fp32: none
 # cuda:N too, as `glsgn restore --device` takes it
 Device = Literal["auto", "cpu", "cuda"] | Annotated[Str, Field(pattern=r"^cuda:\d+$")]
 
@@ -561,9 +561,13 @@ class TrainConfig:
     seeds: Annotated[tuple[Seed, ...], Field(min_length=1)] = (0,)
     checkpoint_every: Steps = 40  # steps between resumable checkpoints
     val_every: Steps = 40  # steps between validation PSNR measurements
+    # steps between test-set PSNR/SSIM measurements, the learning curve (null: none); they
+    # choose nothing, so the test set stays held out
+    curve_every: Steps | None = None
     log_every: Steps = 5
-    precision: Precision = "bf16"  # autocast on cuda only
-    channels_last: Bool = True  # on cuda only
+    # autocast: on cuda as set; on a cpu bf16 only where it runs bf16 in hardware (else fp32)
+    precision: Precision = "fp32"
+    channels_last: Bool = True
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -605,6 +609,11 @@ class EvaluateConfig:
     keep_images: Annotated[Int, Field(ge=0, le=10000)] = 2
     lpips_backbone: Str | None = None  # AlexNet weights file when torch's hub cache has none
     device: Device = "auto"
+    # how far one run's metric moves on another CPU (README "Reproducibility",
+    # scripts/platform_spread.py); an ablation effect must exceed it to hold
+    platform_spread: dict[Literal["psnr", "ssim"], Annotated[Float, Field(ge=0)]] = field(
+        default_factory=dict
+    )
 
 
 BENCHMARK_SIZES = {"1K": (540, 960), "2K": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}

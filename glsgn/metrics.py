@@ -23,8 +23,10 @@ def psnr(restored: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray)
     )
 
 
-def psnr_ssim(restored: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of (H, W, 3) images in [0, 1]."""
+def psnr_ssim(
+    restored: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
+) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of images in [0, 1] ((3, H, W) tensors or (H, W, 3) arrays)."""
     r, t = np.clip(_hwc(restored), 0, 1), _hwc(target)
     ssim = structural_similarity(t, r, data_range=1.0, channel_axis=2)
     return psnr(r, t), float(ssim)

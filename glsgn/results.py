@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import VARIANTS, Params
 from .runs import RunPaths
+from .stats import PLATEAU_DB, plateau
 
 __all__ = [
     "project_root",
@@ -25,6 +26,7 @@ __all__ = [
     "load_metrics",
     "load_per_image",
     "load_curves",
+    "learning_curves",
     "load_benchmark",
     "load_pairs",
 ]
@@ -116,6 +118,39 @@ def load_curves(
     if not curves:
         raise FileNotFoundError(f"{root}: no dvclive curves (run dvc repro first)")
     return curves
+
+
+def learning_curves(params: Params, dvclive_dir: str | Path, task: str) -> list[dict]:
+    """One row per (variant, seed) of a task's runs that logged a learning curve
+    (train.curve_every): its test PSNR and SSIM against training samples seen, where it ended,
+    and whether validation PSNR had reached its plateau (`stats.plateau`)."""
+    rows = []
+    for variant, name in task_runs(params, task).items():
+        for seed in params.train.seeds:
+            c = load_curves(dvclive_dir, name, seed)
+            if "test/psnr" not in c:
+                continue
+            samples, psnr = c["test/samples"][1], c["test/psnr"][1]
+            gain, since = plateau(*c["val/psnr"])
+            best = int(np.argmax(psnr))
+            rows.append(
+                {
+                    "variant": variant,
+                    "run": name,
+                    "seed": seed,
+                    "samples": samples,
+                    "psnr": psnr,
+                    "ssim": c["test/ssim"][1],
+                    "final_psnr": float(psnr[-1]),
+                    "final_ssim": float(c["test/ssim"][1][-1]),
+                    "best_psnr": float(psnr[best]),
+                    "best_samples": int(samples[best]),
+                    "val_gain": gain,
+                    "val_gain_since": int(since),
+                    "plateau": gain < PLATEAU_DB,
+                }
+            )
+    return rows
 
 
 def load_benchmark(path: str | Path) -> list[dict]:

@@ -20,7 +20,7 @@ import torch
 
 from .config import VARIANTS, ConfigError, LossConfig, ModelConfig, Params, RunSpec, variant_configs
 
-__all__ = ["Run", "RunError", "RunPaths", "start"]
+__all__ = ["Run", "RunError", "RunPaths", "start", "environment", "native_bf16"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,14 @@ def start(run: Run, stage: str, device: torch.device, rank: int = 0) -> None:
     )
 
 
+def native_bf16() -> bool:
+    """The CPU does bf16 matrix maths in hardware (AVX512-BF16 or AMX). Elsewhere oneDNN
+    emulates bf16 in fp32 registers, slower than plain fp32, so training keeps fp32 there."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: may go
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
 def environment(device: torch.device) -> dict:
     """What a metric's last bits depend on: torch, the CPU's vector ISA that torch and oneDNN
     dispatch to, the device and the threads (README "Reproducibility")."""
@@ -139,6 +147,7 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "cpu": cpu,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": native_bf16(),
         "dnnl_max_cpu_isa": os.environ.get("DNNL_MAX_CPU_ISA"),
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -18,7 +18,8 @@ Design, in short (each function's docstring says why):
   is widened to the level of the Holm step that decides it, so that "the interval excludes 0"
   and "the Holm-adjusted p <= alpha" are the same statement.
 * Holds. A difference holds when its Holm interval excludes 0 and it is larger than `full`'s own
-  seed-to-seed spread; with one seed that spread is unknown and nothing holds.
+  seed-to-seed spread and than how far the metric moves on another CPU (`platform`,
+  evaluate.platform_spread); with one seed the seed spread is unknown and nothing holds.
 
 Only numpy: `scipy.stats.bootstrap` resamples independent observations (or rows jointly), not
 two crossed factors.
@@ -47,6 +48,9 @@ __all__ = [
     "family",
     "ablation_table",
     "records",
+    "plateau",
+    "PLATEAU_TAIL",
+    "PLATEAU_DB",
 ]
 
 REFERENCE = "full"
@@ -261,23 +265,29 @@ def seed_spread(reference: np.ndarray) -> float:
     return float(np.ptp(per_seed)) if per_seed.size > 1 else math.nan
 
 
-def verdict(mean: float, low: float, high: float, spread: float, n_seeds: int) -> str:
+def verdict(
+    mean: float, low: float, high: float, spread: float, n_seeds: int, platform: float = 0.0
+) -> str:
     """The verdict text: "holds", "not shown" or "not shown (one seed)".
 
     Why two conditions: the (Holm) interval excluding 0 says the difference is unlikely to be
     resampling noise; exceeding `full`'s seed spread says it is larger than a retrain moves the
-    result. With one seed the second cannot be checked, so nothing can hold.
+    result. With one seed the second cannot be checked, so nothing can hold. `platform`, how
+    far one run's metric moves on another CPU (other kernels, fp32 where this one ran bf16),
+    raises the bar the same way: a retrain elsewhere is another draw of the rounding, and a
+    difference it could undo is not one a reader on another machine would reproduce.
     """
     if n_seeds < 2:
         return "not shown (one seed)"
     excludes_zero = low > 0 or high < 0
-    return "holds" if excludes_zero and abs(mean) > spread else "not shown"
+    return "holds" if excludes_zero and abs(mean) > max(spread, platform) else "not shown"
 
 
 @dataclass(frozen=True)
 class Result:
     """One row of the ablation table. `low`, `high`: the interval at the Holm level of the
-    contrast (see `family`); `p`: unadjusted; `spread`: `full`'s seed range (`seed_spread`)."""
+    contrast (see `family`); `p`: unadjusted; `spread`: `full`'s seed range (`seed_spread`);
+    `platform`: the metric's cross-CPU spread the verdict also had to exceed (`verdict`)."""
 
     task: str
     variant: str
@@ -292,6 +302,7 @@ class Result:
     n_images: int
     p: float
     spread: float
+    platform: float = 0.0
 
 
 def family(
@@ -299,6 +310,7 @@ def family(
     alpha: float = 0.05,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
+    platform: Mapping[str, float] | None = None,
 ) -> list[Result]:
     """Contrasts of `pairs` (one Holm family, e.g. all of one task), Holm-corrected together.
 
@@ -307,7 +319,9 @@ def family(
     stopped, for those after it). So a reported interval excludes 0 exactly when p_adjusted <=
     alpha, and a reader can check the verdict from the interval alone. Each contrast uses the
     same bootstrap `seed`, so its resamples do not depend on which other variants are present.
+    `platform`: each metric's cross-CPU spread ({"psnr": dB, ...}, see `verdict`).
     """
+    platform = platform or {}
     contrasts = [contrast(pair.diff, n_resamples, seed) for pair in pairs]
     p = np.array([c.p for c in contrasts])
     adjusted = holm(p)
@@ -317,7 +331,8 @@ def family(
         low, high = c.interval(a)
         spread = seed_spread(pair.reference)
         n_seeds, n_images = pair.diff.shape
-        text = verdict(c.mean, low, high, spread, n_seeds)
+        floor = float(platform.get(pair.metric, 0.0))
+        text = verdict(c.mean, low, high, spread, n_seeds, floor)
         out.append(
             Result(
                 pair.task,
@@ -333,6 +348,7 @@ def family(
                 n_images,
                 float(p_j),
                 spread,
+                floor,
             )
         )
     return out
@@ -345,8 +361,10 @@ def ablation_table(
     alpha: float = 0.05,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
+    platform: Mapping[str, float] | None = None,
 ) -> list[Result]:
-    """Every variant against `reference`, for each metric, sorted by task, variant, metric.
+    """Every variant against `reference`, for each metric, sorted by task, variant, metric;
+    `platform` as `family`.
 
     Why one Holm family per task holding every variant and every metric: each cell of the
     table is a claim a reader may quote, so the family-wise guarantee covers all claims made
@@ -357,7 +375,8 @@ def ablation_table(
     pairs = [p for metric in metrics for p in paired_differences(rows, metric, reference)]
     results = []
     for task in sorted({p.task for p in pairs}):
-        results += family([p for p in pairs if p.task == task], alpha, n_resamples, seed)
+        task_pairs = [p for p in pairs if p.task == task]
+        results += family(task_pairs, alpha, n_resamples, seed, platform)
     rank = {m: k for k, m in enumerate(metrics)}
     return sorted(results, key=lambda r: (r.task, r.variant, rank[r.metric]))
 
@@ -376,3 +395,26 @@ def records(results: Sequence[Result]) -> list[dict[str, Any]]:
         return v
 
     return [{f.name: plain(getattr(r, f.name)) for f in fields(r)} for r in results]
+
+
+PLATEAU_TAIL = 0.25  # the last quarter of training
+PLATEAU_DB = 0.05
+
+
+def plateau(
+    steps: Sequence[float], values: Sequence[float], tail: float = PLATEAU_TAIL
+) -> tuple[float, float]:
+    """(gain, since): how much a validation curve rose over the last `tail` of its steps,
+    from the last point at or before step (1 - tail) x the final step to the final point.
+
+    A run is at its plateau when the gain is below PLATEAU_DB (0.05 dB): training a quarter
+    longer again would, at that rate, move it less than the seeds do. A falling curve (a
+    negative gain) is past it, overfitting. Reading the latest point before the window, not
+    the first inside it, makes the window at least `tail` long.
+    """
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if steps.size < 2:
+        raise ValueError(f"a plateau needs two or more points of the curve, got {steps.size}")
+    start = (1 - tail) * steps[-1]
+    i = int(np.flatnonzero(steps <= start)[-1]) if (steps <= start).any() else 0
+    return float(values[-1] - values[i]), float(steps[i])

@@ -1,7 +1,8 @@
 """Training, top to bottom: `glsgn train RUN --seed S` (the train@RUN-S stage).
 
-AdamW with linear warm-up and cosine decay, gradient clipping, bf16 autocast and channels_last
-on CUDA, deterministic on the CPU. Batches are a pure function of (seed, step), and a
+AdamW with linear warm-up and cosine decay, gradient clipping, a moving average of the weights,
+channels_last, and bf16 autocast on CUDA and on CPUs that run bf16 in hardware; deterministic on
+the CPU. Batches are a pure function of (seed, step), and a
 resumable checkpoint is written every `train.checkpoint_every` steps, so a killed run started
 again continues where it stopped and ends with the weights an uninterrupted run would have.
 Runs unchanged under `torchrun --nproc_per_node=N` (DDP: nccl on GPUs, gloo on CPUs).
@@ -30,11 +31,11 @@ from .checkpoint import config_dict, config_diffs, save_checkpoint
 from .config import Params, TrainConfig, autocast_dtype
 from .data.datasets import PairedImages, TrainCrops
 from .losses import GLSGNLoss, TrainBatch
-from .metrics import psnr
+from .metrics import psnr, psnr_ssim
 from .model import build_model
 from .model.resample import Region
 from .restore import restore
-from .runs import Run, start
+from .runs import Run, native_bf16, start
 
 __all__ = ["train", "TrainError"]
 
@@ -115,21 +116,37 @@ def _lr_lambda(cfg) -> callable:
     return f
 
 
-def _validate(model, root: Path, device: torch.device) -> float:
-    """Mean PSNR of the val split restored at full resolution (the same as evaluation)."""
+def _restored(model, root: Path, device: torch.device):
+    """(restored, target) of each pair of a split, restored at full resolution as evaluation
+    restores them."""
     patch = "auto" if device.type == "cuda" else None  # the whole image when it fits
-    ds = PairedImages(root)
-    return float(
-        np.mean(
-            [
-                psnr(
-                    restore(model, it["input"], device=device, patch_size=patch, progress=False),
-                    it["target"],
-                )
-                for it in ds
-            ]
-        )
-    )
+    for it in PairedImages(root):
+        out = restore(model, it["input"], device=device, patch_size=patch, progress=False)
+        yield out, it["target"]
+
+
+def _validate(model, root: Path, device: torch.device) -> float:
+    """Mean PSNR of the val split (what the plateau rule reads)."""
+    return float(np.mean([psnr(out, target) for out, target in _restored(model, root, device)]))
+
+
+def _curve(model, root: Path, device: torch.device) -> tuple[float, float]:
+    """Mean PSNR and SSIM of the test split: a point of the learning curve, never used to
+    choose anything during training."""
+    scores = [psnr_ssim(out, target) for out, target in _restored(model, root, device)]
+    return tuple(float(v) for v in np.mean(scores, axis=0))
+
+
+def _autocast(precision: str, device: torch.device) -> torch.dtype | None:
+    """train.precision on this device. CUDA autocasts as asked; a CPU autocasts to bf16 only
+    when it runs bf16 in hardware (`native_bf16`), and fp16 never (no fast CPU kernels)."""
+    amp = autocast_dtype(precision)
+    if device.type == "cuda" or amp is None:
+        return amp
+    if amp == torch.bfloat16 and native_bf16():
+        return amp
+    log.info("train.precision %s: no native %s on this CPU, fp32 instead", precision, precision)
+    return None
 
 
 def _state(model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg, ema=None) -> dict:
@@ -299,11 +316,10 @@ def _build(
     """The model, loss, training crops and optimiser of `run`. Built in this order, because the
     model and the loss's backbone draw their weights from torch's generator: a run at a seed
     draws the same weights every time."""
-    amp = autocast_dtype(tcfg.precision)
-    amp = amp if device.type == "cuda" else None
+    amp = _autocast(tcfg.precision, device)
     mcfg, lcfg = run.model_cfg, run.loss_cfg
     model = build_model(mcfg).to(device)
-    if device.type == "cuda" and tcfg.channels_last:
+    if tcfg.channels_last:  # oneDNN and cuDNN convolutions are fastest in NHWC
         model = model.to(memory_format=torch.channels_last)
     loss_fn = GLSGNLoss(lcfg).to(device)
     ds = TrainCrops(
@@ -338,7 +354,7 @@ def _describe(p: _Parts, first: int, workers: int, backbone: str) -> None:
     log.log(
         logging.INFO if p.rank == 0 else logging.DEBUG,
         "train %s seed %d: %d params, %d train pairs%s, steps %d from %d, batch %d x %d, crop %s, "
-        "lr %g, %d loader workers; semantic backbone: %s",
+        "lr %g, %d loader workers%s; semantic backbone: %s",
         p.run.name,
         p.run.seed,
         sum(q.numel() for q in p.model.parameters()),
@@ -351,6 +367,7 @@ def _describe(p: _Parts, first: int, workers: int, backbone: str) -> None:
         tcfg.crop or "whole image",
         tcfg.lr,
         workers,
+        ", channels_last" if tcfg.channels_last else "",
         backbone,
     )
 
@@ -425,6 +442,15 @@ def _log_validation(live, p: _Parts, root: Path, done: int) -> None:
     live.make_summary()
 
 
+def _log_curve(live, p: _Parts, root: Path, done: int) -> None:
+    live.step = done
+    test_psnr, test_ssim = _curve(p.released, root / p.run.split("test"), p.device)
+    live.log_metric("test/psnr", test_psnr)
+    live.log_metric("test/ssim", test_ssim)
+    live.log_metric("test/samples", done * p.tcfg.batch_size * p.world)
+    live.make_summary()
+
+
 def _save_state(path: Path, p: _Parts, done: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
@@ -454,6 +480,8 @@ def _steps(
         with clock.pause():
             if live is not None and (done % tcfg.val_every == 0 or last):
                 _log_validation(live, p, root, done)
+            if live is not None and tcfg.curve_every and (done % tcfg.curve_every == 0 or last):
+                _log_curve(live, p, root, done)
             if p.rank == 0 and (done % tcfg.checkpoint_every == 0 or last):
                 _save_state(root / p.run.paths.checkpoint, p, done)
         if stop_at is not None and done >= stop_at:
@@ -475,6 +503,7 @@ def _release(p: _Parts, root: Path, live, backbone: str, backbone_kind: str) -> 
                 "variant": run.spec.variant,
                 "steps": p.tcfg.steps,
                 "ema": p.tcfg.ema,
+                "precision": str(p.amp).removeprefix("torch.") if p.amp else "fp32",
                 "loss": dataclasses.asdict(run.loss_cfg),
                 "semantic_backbone": backbone_kind,
                 "semantic_backbone_detail": backbone,

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("prepare", "train", "evaluate", "notebook-ablation")
+STAGES = ("prepare", "train", "evaluate", "notebook-ablation", "notebook-training")
 PROFILES = {
     "evidence": "The CPU evidence profile (`make evidence`)",
     "evidence/gpu": "The GPU evidence profile (`make evidence-gpu`)",

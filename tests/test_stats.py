@@ -19,6 +19,7 @@ from glsgn.stats import (
     family,
     holm,
     paired_differences,
+    plateau,
     records,
     seed_spread,
 )
@@ -124,6 +125,31 @@ def test_effect_below_seed_spread_does_not_hold():
     assert r.low > 0 and r.p_adjusted <= 0.05  # the interval does exclude 0
     assert abs(r.mean) < r.spread
     assert not r.holds and r.verdict == "not shown"
+
+
+def test_effect_below_the_platform_spread_does_not_hold():
+    """The planted 0.5 dB effect that holds above also has to beat the metric's cross-CPU
+    spread: at 0.6 dB it is not shown, for PSNR only, and the row says which bar it met."""
+    rows = rows_for(np.random.default_rng(0), {"no_pac": 0.5})
+    psnr, ssim = ablation_table(rows, platform={"psnr": 0.6})
+    assert psnr.low > 0 and abs(psnr.mean) > psnr.spread  # would hold on seeds alone
+    assert not psnr.holds and psnr.verdict == "not shown" and psnr.platform == 0.6
+    assert ssim.platform == 0.0 and ssim.holds == ablation_table(rows)[1].holds
+    assert ablation_table(rows, platform={"psnr": 0.4})[0].holds
+
+
+def test_plateau_reads_the_last_quarter_of_the_curve():
+    steps = [24, 48, 72, 96, 120, 144, 168, 192]
+    rising = [15.0, 16.0, 16.5, 16.8, 17.0, 17.1, 17.2, 17.3]
+    # 0.75 x 192 = 144: from step 144 (17.1) to 192 (17.3)
+    assert plateau(steps, rising) == (pytest.approx(0.2), 144.0)
+    flat = [15.0, 16.0, 16.5, 16.8, 17.0, 17.02, 17.04, 17.05]
+    assert plateau(steps, flat)[0] == pytest.approx(0.03)
+    falling = [15.0, 16.0, 16.5, 16.8, 17.0, 17.0, 16.9, 16.8]
+    assert plateau(steps, falling)[0] == pytest.approx(-0.2)  # past the plateau
+    assert plateau([10, 20], [1.0, 2.0]) == (1.0, 10.0)  # the window reaches the first point
+    with pytest.raises(ValueError, match="two or more points"):
+        plateau([10], [1.0])
 
 
 def test_one_seed_is_not_shown():

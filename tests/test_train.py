@@ -22,7 +22,7 @@ from glsgn.config import LossConfig, Params, RunSpec, TrainConfig, from_dict
 from glsgn.data.io import read_image
 from glsgn.data.prepare import prepare
 from glsgn.evaluate import evaluate, load_lpips, psnr_ssim
-from glsgn.runs import RunError
+from glsgn.runs import RunError, native_bf16
 from glsgn.train import TrainError, train
 
 from .conftest import TINY
@@ -200,6 +200,88 @@ def test_evaluate_writes_metrics_and_says_why_lpips_is_missing(root, tmp_path, m
     rows = list(csv.DictReader(open(work / "metrics/reflection-fullres/seed0.csv")))
     assert len(rows) == 1 and rows[0]["lpips"] == ""
     assert len(list((work / "reports/restored/reflection-full/seed0").glob("*.png"))) == 1
+
+
+def test_learning_curve_is_what_evaluation_measures(root, tmp_path):
+    """train.curve_every logs test PSNR/SSIM against samples seen; its last point is the
+    released model scored as `glsgn evaluate` scores it, and the table reads it back."""
+    from glsgn.results import learning_curves
+
+    work = _fresh(root, tmp_path)
+    params = _params(curve_every=4, ema=0.9, runs={"reflection-full": RUNS["reflection-full"]})
+    train("reflection-full", params, work, progress=False)
+    m = evaluate("reflection-full", params, work, progress=False)
+    curves = work / "dvclive/reflection-full/seed0/plots/metrics/test"
+    psnr = [float(r["psnr"]) for r in csv.DictReader(open(curves / "psnr.tsv"), delimiter="\t")]
+    ssim = [float(r["ssim"]) for r in csv.DictReader(open(curves / "ssim.tsv"), delimiter="\t")]
+    assert len(psnr) == len(ssim) == 2  # steps 4 and 8
+    assert psnr[-1] == pytest.approx(m["psnr"], abs=1e-4)
+    assert ssim[-1] == pytest.approx(m["ssim"], abs=1e-5)
+    (row,) = learning_curves(params, work / "dvclive", "reflection")
+    assert row["variant"] == "full" and list(row["samples"]) == [8, 16]
+    assert row["final_psnr"] == psnr[-1] and row["plateau"] == (row["val_gain"] < 0.05)
+
+
+def test_cpu_precision_follows_the_hardware(monkeypatch, caplog):
+    """bf16 autocast on a CPU only where it runs bf16 natively; fp16 never on a CPU."""
+    import glsgn.train as t
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert t._autocast("bf16", cuda) == torch.bfloat16
+    assert t._autocast("fp16", cuda) == torch.float16
+    monkeypatch.setattr(t, "native_bf16", lambda: True)
+    assert t._autocast("bf16", cpu) == torch.bfloat16 and t._autocast("fp32", cpu) is None
+    monkeypatch.setattr(t, "native_bf16", lambda: False)
+    with caplog.at_level("INFO", logger="glsgn.train"):
+        assert t._autocast("bf16", cpu) is None and t._autocast("fp16", cpu) is None
+    assert "no native bf16 on this CPU" in caplog.text and "no native fp16" in caplog.text
+
+
+@pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bf16")
+def test_cpu_bf16_step_matches_fp32():
+    """One training step's loss and gradient under CPU bf16 autocast (channels_last) against
+    fp32: the loss and the gradient's norm within 2 %, its direction within cosine 0.999, and
+    no parameter tensor's gradient off by more than 2 % of the whole gradient's norm. Larger
+    gaps would mean a layer runs outside autocast's safe list (a reduction or a norm in
+    bf16), not rounding."""
+    from glsgn.losses import GLSGNLoss, TrainBatch
+    from glsgn.model import build_model
+    from glsgn.model.resample import Region
+
+    torch.manual_seed(0)
+    model = build_model(TINY).to(memory_format=torch.channels_last)
+    loss_fn = GLSGNLoss(LossConfig(backbone_layers=(1,)))
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(2, 3, 64, 96, generator=g)
+    x = (0.6 * y + 0.3 * torch.rand(2, 3, 64, 96, generator=g)).clamp(0, 1)
+    pool = torch.nn.functional.avg_pool2d
+    batch = TrainBatch(x, y, pool(x, 4), pool(y, 4), region=Region.whole(64, 96))
+    # train until the zero-initialised heads are off zero: at init their gradients are
+    # degenerate (the output is the input), which would make the comparison vacuous
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(5):
+        opt.zero_grad()
+        out = model(x, global_view=batch.x_global, region=batch.region)
+        loss_fn(out, batch)["total"].backward()
+        opt.step()
+
+    def step(amp: bool) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(x, global_view=batch.x_global, region=batch.region)
+            loss = loss_fn(out, batch)["total"]
+        loss.backward()
+        return float(loss), [q.grad.flatten().clone() for q in model.parameters()]
+
+    (l32, g32), (l16, g16) = step(False), step(True)
+    assert abs(l16 - l32) < 0.02 * l32, (l16, l32)
+    whole32, whole16 = torch.cat(g32), torch.cat(g16)
+    assert torch.nn.functional.cosine_similarity(whole32, whole16, dim=0) > 0.999
+    assert abs(whole16.norm() - whole32.norm()) < 0.02 * whole32.norm()
+    # per tensor, against the whole gradient's norm: a tensor whose own gradient is ~0 (a
+    # bias of 1e-4 where the whole is 1) may point anywhere under rounding without harm
+    worst = max(float((a - b).norm()) for a, b in zip(g32, g16, strict=True))
+    assert worst < 0.02 * whole32.norm(), worst
 
 
 def test_psnr_ssim_agree_with_torchmetrics():

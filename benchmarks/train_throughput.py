@@ -65,6 +65,7 @@ class Setup:
     step_batch: int
     steps: int
     device: str
+    precision: str  # the model step's train.precision (as train.py applies it on the device)
     cpu_steps: bool  # time the model step on the CPU too (slow)
     train_steps: int  # settings: steps of each end-to-end run
 
@@ -141,7 +142,9 @@ class StepCounter(TorchDispatchMode):
         return out
 
 
-def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[int, int]):
+def _step_setup(
+    variant: str, device: str, crop: int, batch: int, size: tuple[int, int], precision="fp32"
+):
     """Model, loss, optimiser, scheduler, scaler and one batch on `device`, as train.py builds
     them; -> (model, loss_fn, opt, batch, step), `step()` being train.py's own step."""
     params = load_params(ROOT / "params.yaml")
@@ -162,7 +165,7 @@ def _step_setup(variant: str, device: str, crop: int, batch: int, size: tuple[in
     b = TrainBatch(x, x.clone(), xg, xg.clone(), region=region)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
-    amp = _autocast(tcfg.precision, torch.device(device)) if device != "meta" else None
+    amp = _autocast(precision, torch.device(device)) if device != "meta" else None
     scaler = torch.amp.GradScaler(enabled=False)
 
     def step() -> None:
@@ -191,10 +194,16 @@ def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> d
 
 
 def step_speed(
-    variant: str, crop: int, batch: int, size: tuple[int, int], device: str, steps: int
+    variant: str,
+    crop: int,
+    batch: int,
+    size: tuple[int, int],
+    device: str,
+    steps: int,
+    precision: str,
 ) -> float:
     """Samples/s of the model step alone, the batch already on the device."""
-    step = _step_setup(variant, device, crop, batch, size)[-1]
+    step = _step_setup(variant, device, crop, batch, size, precision)[-1]
     for _ in range(3):  # warm-up: cuDNN picks its kernels, taps are cached
         step()
     _sync(device)
@@ -226,11 +235,12 @@ def step_section(s: Setup) -> list[Row]:
     rows.append(("full / fullres FLOPs per sample", f"{flops['full'] / flops['fullres']:.2f}", "x"))
     if s.device != "cpu" or s.cpu_steps:
         rate = {
-            v: step_speed(v, s.step_crop, s.step_batch, size, s.device, s.steps)
+            v: step_speed(v, s.step_crop, s.step_batch, size, s.device, s.steps, s.precision)
             for v in ("full", "fullres")
         }
         rows += [
-            (f"{v}: model step samples/s on {s.device}", f"{r:.1f}", "1/s") for v, r in rate.items()
+            (f"{v}: model step samples/s on {s.device}, {s.precision}", f"{r:.1f}", "1/s")
+            for v, r in rate.items()
         ]
         rows.append(("full / fullres samples/s", f"{rate['full'] / rate['fullres']:.2f}", "x"))
     return rows
@@ -305,10 +315,11 @@ def main() -> None:
     p.add_argument("--step-crop", type=int, default=512, help="model step: crop side")
     p.add_argument("--step-batch", type=int, default=4, help="model step: batch size")
     p.add_argument("--steps", type=int, default=20, help="model step: timed steps")
-    p.add_argument(
-        "--device", default="cpu", help="model step: where it is timed (cuda: train.precision)"
-    )
+    p.add_argument("--device", default="cpu", help="model step: where it is timed")
     p.add_argument("--cpu-steps", action="store_true", help="time the model step on the CPU too")
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), help="model step (default: params.yaml's)"
+    )
     p.add_argument("--train-steps", type=int, default=48, help="settings: steps of each run")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -334,6 +345,7 @@ def main() -> None:
             args.step_batch,
             args.steps,
             args.device,
+            args.precision or load_params(ROOT / "params.yaml").train.precision,
             args.cpu_steps,
             args.train_steps,
         )

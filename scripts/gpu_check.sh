@@ -45,7 +45,7 @@ timeout 90 python3 benchmarks/uhr_inference.py --device cuda --precision fp32 --
 echo "== loader (one process) and model step"
 timeout 120 python3 benchmarks/train_throughput.py --sections data --pairs 2 --samples 100 \
   2>&1 | tee "$OUT/loader.log" | tail -8
-timeout 120 python3 benchmarks/train_throughput.py --sections step --device cuda --steps 20 \
+timeout 120 python3 benchmarks/train_throughput.py --sections step --device cuda --steps 20 --precision bf16 \
   2>&1 | tee "$OUT/step.log" | tail -12
 
 echo "== training end to end: 4K pairs, 120 steps, crop 512, batch 4, bf16, workers auto"

@@ -322,8 +322,11 @@ def test_evidence_pipeline_is_the_root_pipeline_run_from_evidence():
     assert "--raw ../data/raw" in stages["prepare"]["do"]["cmd"]
     assert "../glsgn/train.py" in stages["train"]["deps"]
     assert "data/prepared" in stages["train"]["deps"]  # evidence's own prepared data
-    params = load_params(ROOT / "evidence/params.yaml")
-    assert len(params.train.seeds) >= 3 and params.data.splits.test >= 40
     gpu = yaml.safe_load((ROOT / "evidence/gpu/dvc.yaml").read_text())["stages"]
     assert "../../glsgn/train.py" in gpu["train"]["deps"]
-    assert len(load_params(ROOT / "evidence/gpu/params.yaml").train.seeds) >= 3
+    for folder in ("evidence", "evidence/gpu"):  # issue 16: learning curves on enough images
+        params = load_params(ROOT / folder / "params.yaml")
+        assert len(params.train.seeds) >= 3 and params.train.curve_every, folder
+        assert params.data.splits.test >= 40 and params.data.splits.val >= 16, folder
+        variants = {spec.variant for spec in params.train.runs.values()}
+        assert {"full", "fullres_flops", "global_only", "local_only"} <= variants, folder

@@ -56,8 +56,8 @@ docs-figures: repro
 	  $(PY) scripts/docs_copy.py reports/figures/$$f.png docs/figures/$$(echo $$f | tr / -).jpg \
 	    || exit 1; done
 
-# The evidence profile's forest plots in the README: copies made after `make evidence`.
-EVIDENCE_FIGURES := ablation/reflection_psnr_forest ablation/haze_psnr_forest
+# The evidence profile's forest plots and learning curves in the README: copies made after `make evidence`.
+EVIDENCE_FIGURES := ablation/reflection_psnr_forest ablation/haze_psnr_forest training/reflection-learning-curve training/haze-learning-curve
 docs-evidence-figures:
 	for f in $(EVIDENCE_FIGURES); do \
 	  $(PY) scripts/docs_copy.py evidence/reports/figures/$$f.png \

@@ -255,6 +255,8 @@ def settings_section(s: Setup) -> list[Row]:
     per setting, each on the same prepared pairs, after one untimed warm-up run. bf16 is timed
     only where this CPU runs it in hardware: elsewhere train.py trains in fp32 whatever
     train.precision says."""
+    if torch.cuda.is_available():  # train() would take the GPU: these rows are the CPU's
+        return [("settings", "not timed: CUDA is present and glsgn train would use it", "")]
     params = load_params(ROOT / "params.yaml")
     work = s.cache.parent / "settings"
     splits = dataclasses.replace(params.data.splits, train=8, val=1, test=1)

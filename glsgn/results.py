@@ -131,7 +131,10 @@ def learning_curves(params: Params, dvclive_dir: str | Path, task: str) -> list[
             if "test/psnr" not in c:
                 continue
             samples, psnr = c["test/samples"][1], c["test/psnr"][1]
-            gain, since = plateau(*c["val/psnr"])
+            try:
+                gain, since = plateau(*c["val/psnr"])
+            except ValueError:  # one validation (val_every >= steps): no curve to read
+                gain, since = float("nan"), float("nan")
             best = int(np.argmax(psnr))
             rows.append(
                 {
@@ -146,8 +149,8 @@ def learning_curves(params: Params, dvclive_dir: str | Path, task: str) -> list[
                     "best_psnr": float(psnr[best]),
                     "best_samples": int(samples[best]),
                     "val_gain": gain,
-                    "val_gain_since": int(since),
-                    "plateau": gain < PLATEAU_DB,
+                    "val_gain_since": since,
+                    "plateau": bool(gain < PLATEAU_DB) if np.isfinite(gain) else None,
                 }
             )
     return rows

@@ -40,7 +40,18 @@ def retrain(profile: Path, work: Path, run: Run, isa: str) -> dict:
     env = {**os.environ, "ATEN_CPU_CAPABILITY": aten, "DNNL_MAX_CPU_ISA": dnnl}
     params = str((profile / "params.yaml").resolve())
     for stage in ("train", "evaluate"):
-        cmd = ["glsgn", stage, run.name, "--seed", str(run.seed), "--params", params, "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "glsgn",
+            stage,
+            run.name,
+            "--seed",
+            str(run.seed),
+            "--params",
+            params,
+            "--quiet",
+        ]
         print(f"[{isa}] {' '.join(cmd)}", flush=True)
         subprocess.run(cmd, cwd=work, env=env, check=True)
     return json.loads((work / run.paths.metrics).read_text())

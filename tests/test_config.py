@@ -172,7 +172,7 @@ def test_one_precision_and_one_device_vocabulary():
 
     from glsgn.config import autocast_dtype
 
-    assert TrainConfig().precision == "bf16" and RestoreConfig().precision == "fp32"
+    assert TrainConfig().precision == "fp32" and RestoreConfig().precision == "fp32"
     assert [autocast_dtype(p) for p in ("fp32", "bf16", "fp16")] == [
         None,
         torch.bfloat16,

@@ -258,6 +258,15 @@ def test_every_reader_of_pairs_words_a_size_mismatch_alike(tmp_path):
 # --- the prepare stage -----------------------------------------------------------------------
 
 
+def test_prepare_without_photographs_says_so(tmp_path, caplog):
+    """A missing raw folder (a fresh clone before data.dvc is pulled in) still prepares, from
+    scenes alone, and the log names the folder: the data are not the pipeline's."""
+    with caplog.at_level(logging.WARNING, logger="glsgn.data.prepare"):
+        m = prepare("haze", Params(data=SMALL), tmp_path / "nowhere", tmp_path / "a", False)
+    assert f"{tmp_path / 'nowhere'} is not a folder: no photographs" in caplog.text
+    assert all(s["source"].startswith("dead_leaves") for s in m["samples"])
+
+
 def test_prepare_synthetic_is_reproducible_and_complete(tmp_path):
     raw = tmp_path / "raw"
     for i in range(3):

@@ -148,6 +148,7 @@ def test_plateau_reads_the_last_quarter_of_the_curve():
     falling = [15.0, 16.0, 16.5, 16.8, 17.0, 17.0, 16.9, 16.8]
     assert plateau(steps, falling)[0] == pytest.approx(-0.2)  # past the plateau
     assert plateau([10, 20], [1.0, 2.0]) == (1.0, 10.0)  # the window reaches the first point
+    assert plateau([80, 100], [1.0, 1.5]) == (0.5, 80.0)  # none before 75: from the first
     with pytest.raises(ValueError, match="two or more points"):
         plateau([10], [1.0])
 

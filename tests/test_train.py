@@ -219,7 +219,13 @@ def test_learning_curve_is_what_evaluation_measures(root, tmp_path):
     assert ssim[-1] == pytest.approx(m["ssim"], abs=1e-5)
     (row,) = learning_curves(params, work / "dvclive", "reflection")
     assert row["variant"] == "full" and list(row["samples"]) == [8, 16]
-    assert row["final_psnr"] == psnr[-1] and row["plateau"] == (row["val_gain"] < 0.05)
+    val = [
+        float(r["psnr"])
+        for r in csv.DictReader(open(curves.parent / "val/psnr.tsv"), delimiter="\t")
+    ]
+    # validations at steps 4 and 8: the last quarter starts at 6, read from step 4
+    assert row["final_psnr"] == psnr[-1] and row["val_gain_since"] == 4
+    assert row["val_gain"] == pytest.approx(val[-1] - val[0])
 
 
 def test_cpu_precision_follows_the_hardware(monkeypatch, caplog):

@@ -141,6 +141,12 @@ def prepare(task: str, params: Params, raw: Path, out: Path, progress: bool = Tr
 
 def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
     files = [p for p in list_images(raw)] if raw.is_dir() else []
+    if not files:  # a fresh clone before `dvc repro data.dvc`: say so, the data differ
+        log.warning(
+            "%s %s: no photographs, so every clean image is a dead-leaves scene",
+            raw,
+            "is not a folder" if not raw.is_dir() else "holds no images",
+        )
     photos = [(p.name, read_image(p).rgb) for p in files]
     log.info(
         "synthesising %s at %dx%d from %d photographs and dead-leaves scenes (seed %d)",

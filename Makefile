@@ -32,14 +32,14 @@ bench: setup
 repro: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
-# The CPU evidence profile (evidence/params.yaml): reflection and haze, 10 variants, 3 seeds,
-# 40 test images each, then the ablation table with intervals (about 40 minutes on 2 cores).
+# The CPU evidence profile (evidence/params.yaml): reflection (8 variants) and haze (4), 3 seeds,
+# 40 test images each, learning curves and the ablation table (about 55 minutes on 2 cores).
 evidence: setup
 	$(PY) scripts/evidence_dvc.py --check
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro evidence/dvc.yaml
 
 # The GPU evidence profile (evidence/gpu/params.yaml): every variant on reflection at 1K,
-# 3 seeds, for one H100/H200 (sized for about 10 minutes).
+# 3 seeds, for one H100/H200 (estimated at about an hour; never run).
 evidence-gpu: setup
 	$(PY) scripts/evidence_dvc.py --check
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro evidence/gpu/dvc.yaml

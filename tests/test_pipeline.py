@@ -50,8 +50,9 @@ FIGURES = {
     "attention": ["attention", "pyramid"],
     "qualitative": ["reflection", "rain", "haze"],
     "efficiency": ["efficiency"],
-    "training": ["reflection", "haze"],
+    "training": ["reflection", "haze", "reflection-learning-curve", "haze-learning-curve"],
 }
+TABLES = {"training": ["reflection-learning-curve.csv", "haze-learning-curve.csv"]}
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -100,7 +101,8 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
         executed = clone / f"reports/notebooks/{name}.ipynb"
         assert "papermill" in json.loads(executed.read_text())["metadata"], executed
         written = sorted(p.name for p in (clone / f"reports/figures/{name}").iterdir())
-        assert written == sorted(f"{f}.{e}" for f in figures for e in ("pdf", "png")), name
+        expected = [f"{f}.{e}" for f in figures for e in ("pdf", "png")] + TABLES.get(name, [])
+        assert written == sorted(expected), name
         for f in figures:
             w, h = Image.open(clone / f"reports/figures/{name}/{f}.png").size
             assert 300 < w < 4000 and 150 < h < 4000, (name, f, w, h)

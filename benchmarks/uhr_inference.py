@@ -15,6 +15,14 @@ on them.
 
 The last form is the pipeline's benchmark stage: sizes, device and precision come from
 params.yaml's `benchmark` section, and the JSON feeds the efficiency notebook.
+
+The protocol, written into the JSON beside the results (`protocol`): one untimed warm-up at
+256x256 (and, with --repeat > 1, one at the measured size); on CUDA the device is
+synchronised before the clock starts and after each run; a run includes the copy of the
+input to the device and of the output back; the best of --repeat runs counts; the device's
+name, the CPU, threads and precision are recorded. Published UHD timings (UHDformer,
+Wave-Mamba, UDR-Mixer) state neither warm-up nor synchronisation, nor, mostly, the GPU:
+compare with them knowing that.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ def _child(args: argparse.Namespace) -> None:
 
     from glsgn.model import build_model
     from glsgn.restore import resolve_device, restore
+    from glsgn.runs import environment
 
     torch.manual_seed(0)
     params = load_params(args.params or ROOT / "params.yaml")
@@ -119,6 +128,7 @@ def _child(args: argparse.Namespace) -> None:
         "max_memory": args.max_memory,
         "peak_rss_mb": round(_peak_rss_mb()),
         "rss_before_mb": round(base_rss),
+        "environment": environment(dev),
     }
     if dev.type == "cuda":
         result["peak_cuda_mb"] = round((torch.cuda.max_memory_allocated() - base_cuda) / 2**20)
@@ -182,6 +192,24 @@ def _run_case(model: str, mode: str, size: str, args: argparse.Namespace) -> dic
             return json.loads(line[7:])
     tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
     return {"model": model, "mode": mode, "size": size, "error": f"exit {r.returncode}: {tail}"}
+
+
+def protocol(args: argparse.Namespace, results: list[dict]) -> dict:
+    """How the results were measured, so a reader can compare them with other timings."""
+    envs = [r["environment"] for r in results if "environment" in r]
+    return {
+        "warm_up": "one untimed run at 256x256, then one at the measured size when repeat > 1",
+        "synchronize": "cuda: torch.cuda.synchronize() before timing and after each run",
+        "timed": "input to the device, the forward pass(es), output back to the host",
+        "statistic": f"best (minimum) of {args.repeat} run(s)",
+        "repeat": args.repeat,
+        "process": "a fresh Python process per case; random weights",
+        "precision": args.precision,
+        "device": envs[0]["device"] if envs else args.device,
+        "cpu": envs[0]["cpu"] if envs else None,
+        "threads": envs[0]["threads"] if envs else None,
+        "torch": envs[0]["torch"] if envs else None,
+    }
 
 
 def main() -> None:
@@ -271,10 +299,12 @@ def main() -> None:
                 f"| {name} {w}x{h} | {r['model']} | {r['mode']} | {patch} | {r['seconds']} "
                 f"| {peak} |"
             )
+    how = protocol(args, results)
+    print(f"\nprotocol: {json.dumps(how)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(args.json) as f:
-            f.write((json.dumps(results, indent=1) + "\n").encode())
+            f.write((json.dumps({"protocol": how, "results": results}, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

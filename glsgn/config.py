@@ -39,6 +39,7 @@ __all__ = [
     "benchmark_size",
     "RunSpec",
     "TASKS",
+    "PairedConfig",
     "Variant",
     "VARIANTS",
     "variant_configs",
@@ -68,7 +69,8 @@ Steps = Annotated[Int, Field(ge=1, le=10**8)]
 Weight = Annotated[Float, Field(ge=0, le=1000)]
 Stages = Annotated[tuple[Annotated[Int, Field(ge=0, le=8)], ...], Field(min_length=1)]
 
-Task = Literal["reflection", "rain", "haze"]
+# The paper's three tasks, and low light (UHD-LL, UHD-LOL4K) for real paired data
+Task = Literal["reflection", "rain", "haze", "lowlight"]
 TASKS = typing.get_args(Task)
 Precision = Literal["fp32", "bf16", "fp16"]  # autocast; fp32: none
 # cuda:N too, as `glsgn restore --device` takes it
@@ -413,6 +415,18 @@ class HazeConfig:
     _check = model_validator(mode="after")(_ordered)
 
 
+@_section("data.lowlight")
+class LowLightConfig:
+    """Under-exposure: I = k J^gamma + noise, noise variance read^2 + shot * k J^gamma."""
+
+    exposure: Range(0.001, 1.0) = (0.05, 0.3)  # k
+    gamma: Range(0.2, 5.0) = (1.0, 2.0)
+    read_noise: Range(0.0, 0.2) = (0.0, 0.02)  # standard deviation, in [0, 1] units
+    shot_noise: Range(0.0, 0.1) = (0.0, 0.01)  # variance per unit of signal
+
+    _check = model_validator(mode="after")(_ordered)
+
+
 @_section("data.splits")
 class SplitsConfig:
     """Number of image pairs per split (synthetic data)."""
@@ -432,13 +446,78 @@ class SourcesConfig:
     reflection: Source = "synthetic"
     rain: Source = "synthetic"
     haze: Source = "synthetic"
+    lowlight: Source = "synthetic"
+
+
+Folder = Annotated[Str, Field(min_length=1)]
+
+
+@_section("data.paired.TASK.splits")
+class SplitFoldersConfig:
+    """Each split's folder under the dataset's root ("." the root itself); null for val or
+    test: drawn from train (`PairedConfig.val_fraction`, `test_fraction`)."""
+
+    train: Folder = "train"
+    val: Folder | None = "val"
+    test: Folder | None = "test"
+
+
+@_section("data.paired.TASK")
+class PairedConfig:
+    """A paired dataset as it ships: data/raw/ROOT/SPLIT/{INPUT,TARGET} (README "Real paired
+    data" has one recipe per dataset)."""
+
+    root: Folder | None = None  # under data/raw; null: the task's name
+    splits: SplitFoldersConfig = field(default_factory=SplitFoldersConfig)
+    input: Folder = "input"  # under each split folder: a folder, or a glob of files
+    target: Folder = "target"
+    # how an input finds its target: stem (stems equal once `input_stem` / `target_stem`
+    # are matched), sorted (the i-th of each folder; only where names say nothing), listing
+    # (a JSON list of entries naming both files)
+    match: Literal["stem", "sorted", "listing"] = "stem"
+    # match stem: each file's stem, {id} the part the two share and * anything
+    # ("{id}_hazy", "{id}_*"); both "{id}": equal stems
+    input_stem: Str = "{id}"
+    target_stem: Str = "{id}"
+    # match listing: the JSON file under each split folder, {split} its folder's name
+    # (UHDRR4K: "4k_{split}_results_list.json"), and the keys of an entry naming the input
+    # and the target file (in the input and target folders)
+    listing: Folder | None = None
+    listing_keys: tuple[Folder, Folder] = ("input", "target")
+    # share of train's pairs drawn (data.seed) into val / test when their folder is null
+    val_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.1
+    test_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.2
+
+    @model_validator(mode="after")
+    def _check(self) -> PairedConfig:
+        paths = [("root", self.root), ("input", self.input), ("target", self.target)]
+        paths += [("listing", self.listing)]
+        paths += [(f"splits.{k}", getattr(self.splits, k)) for k in ("train", "val", "test")]
+        for key, v in paths:
+            if v is not None:
+                ok = not Path(v).is_absolute() and ".." not in Path(v).parts
+                _require(ok, key, "a path relative to data/raw, without '..'", v)
+        for key in ("input_stem", "target_stem"):
+            v = getattr(self, key)
+            _require(v.count("{id}") == 1, key, "a stem pattern with one {id}", v)
+        _require(
+            (self.match == "listing") == (self.listing is not None),
+            "listing",
+            "a JSON file name with match: listing, and null otherwise",
+            self.listing,
+        )
+        return self
+
+
+def _default_paired() -> dict[Task, PairedConfig]:
+    return {t: PairedConfig() for t in TASKS}
 
 
 @_section("data")
 class DataConfig:
     """Dataset preparation (prepare@task stages)."""
 
-    tasks: tuple[Task, ...] = TASKS
+    tasks: tuple[Task, ...] = ("reflection", "rain", "haze")  # the paper's three
     size: tuple[Side, Side] = (128, 224)  # H, W of synthetic pairs; paper profile: 2160, 3840
     reference_size: Side = 1024  # long side at which synthesis pixel sizes are given
     splits: SplitsConfig = field(default_factory=SplitsConfig)
@@ -446,20 +525,21 @@ class DataConfig:
     scene_fraction: Annotated[Float, Field(ge=0, le=1)] = 0.5
     seed: Seed = 0
     source: SourcesConfig = field(default_factory=SourcesConfig)
-    paired_input: Str = "input"  # paired folders: data/raw/{task}/{split}/{paired_input}/*
-    paired_target: Str = "target"
+    paired: dict[Task, PairedConfig] = field(default_factory=_default_paired)  # source paired
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
     rain: RainConfig = field(default_factory=RainConfig)
     haze: HazeConfig = field(default_factory=HazeConfig)
+    lowlight: LowLightConfig = field(default_factory=LowLightConfig)
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         _require(len(set(self.tasks)) == len(self.tasks), "tasks", "no repeats", list(self.tasks))
-        for key in ("paired_input", "paired_target"):
-            v = getattr(self, key)
-            _require(bool(v) and ".." not in v, key, "a relative folder or glob", v)
         return self
+
+    def paired_of(self, task: str) -> PairedConfig:
+        """`data.paired.TASK`, its defaults when params.yaml does not name the task."""
+        return self.paired.get(task, PairedConfig())
 
     def scale(self, h: int, w: int) -> float:
         """Factor from reference-size pixels to pixels of an h x w image."""
@@ -609,11 +689,16 @@ class EvaluateConfig:
     keep_images: Annotated[Int, Field(ge=0, le=10000)] = 2
     lpips_backbone: Str | None = None  # AlexNet weights file when torch's hub cache has none
     device: Device = "auto"
+    # the BasicSR family's convention (psnr_y, ssim_y): pixels cut from each border
+    crop_border: Annotated[Int, Field(ge=0, le=64)] = 4
+    # which convention the ablation statistics use: rgb (psnr, ssim: floats in [0, 1]) or
+    # y (psnr_y, ssim_y: 8-bit luma, border cropped); evaluation writes both
+    metric: Literal["rgb", "y"] = "rgb"
     # how far one run's metric moves on another CPU (README "Reproducibility",
     # scripts/platform_spread.py); an ablation effect must exceed it to hold
-    platform_spread: dict[Literal["psnr", "ssim"], Annotated[Float, Field(ge=0)]] = field(
-        default_factory=dict
-    )
+    platform_spread: dict[
+        Literal["psnr", "ssim", "psnr_y", "ssim_y"], Annotated[Float, Field(ge=0)]
+    ] = field(default_factory=dict)
 
 
 BENCHMARK_SIZES = {"1K": (540, 960), "2K": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}

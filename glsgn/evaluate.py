@@ -1,7 +1,9 @@
 """Full-resolution evaluation: `glsgn evaluate RUN --seed S` (the evaluate@RUN-S stage).
 
 Every test image is restored whole with `glsgn.restore` (patch-streamed, seam-free). PSNR and
-SSIM come from scikit-image, LPIPS from the lpips package. LPIPS needs ImageNet AlexNet weights:
+SSIM come from scikit-image in two conventions side by side (`glsgn.metrics`): RGB floats in
+[0, 1] (psnr, ssim) and the BasicSR family's 8-bit luma with `evaluate.crop_border` cut
+(psnr_y, ssim_y). LPIPS comes from the lpips package. LPIPS needs ImageNet AlexNet weights:
 from torch's hub cache, or a file named in `evaluate.lpips_backbone`. Nothing is downloaded,
 and without weights LPIPS is recorded as null with the reason. Writes metrics/RUN/seedS.json,
 every image's metrics in metrics/RUN/seedS.csv (what glsgn.stats pairs across variants), and
@@ -27,7 +29,7 @@ from .checkpoint import load_checkpoint
 from .config import Params
 from .data.datasets import PairedImages
 from .data.io import write_image
-from .metrics import psnr_ssim
+from .metrics import psnr_ssim, psnr_ssim_y
 from .restore import resolve_device, restore
 from .runs import Run, environment, start
 
@@ -82,7 +84,9 @@ def _lpips_distance(lp, out: torch.Tensor, target: torch.Tensor, device) -> floa
         return float(lp(a, target[None].to(device) * 2 - 1).item())
 
 
-def _measure(model, item: dict, device: torch.device, lp, seed: int) -> tuple[dict, np.ndarray]:
+def _measure(
+    model, item: dict, device: torch.device, lp, seed: int, crop_border: int
+) -> tuple[dict, np.ndarray]:
     """Restore one test image whole; -> (its row of metrics, the restored (H, W, 3) image)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -92,12 +96,15 @@ def _measure(model, item: dict, device: torch.device, lp, seed: int) -> tuple[di
     peak = _peak_mb(device)
     restored, target = out.permute(1, 2, 0).numpy(), item["target"].permute(1, 2, 0).numpy()
     psnr, ssim = psnr_ssim(restored, target)
+    psnr_y, ssim_y = psnr_ssim_y(restored, target, crop_border)
     lp_value = _lpips_distance(lp, out, item["target"], device)
     row = {
         "name": item["name"],
         "seed": seed,
         "psnr": psnr,
         "ssim": ssim,
+        "psnr_y": psnr_y,
+        "ssim_y": ssim_y,
         "lpips": lp_value,
         "seconds": seconds,
         "peak_memory_mb": peak,
@@ -112,10 +119,19 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return float(np.mean(vals)) if vals and len(vals) == len(rows) else None
 
 
-def _summary(rows: list[dict], run: Run, device: torch.device, meta: dict, lp_note: str) -> dict:
+def _summary(
+    rows: list[dict], run: Run, device: torch.device, meta: dict, lp_note: str, crop_border: int
+) -> dict:
     return {
         "psnr": _mean(rows, "psnr"),
         "ssim": _mean(rows, "ssim"),
+        "psnr_y": _mean(rows, "psnr_y"),
+        "ssim_y": _mean(rows, "ssim_y"),
+        "conventions": {
+            "psnr, ssim": "RGB floats in [0, 1], no crop; SSIM 7x7 uniform window per channel",
+            "psnr_y, ssim_y": f"8-bit BT.601 luma Y, {crop_border}-px border cut; "
+            "SSIM 11-tap Gaussian (sigma 1.5), as BasicSR",
+        },
         "lpips": _mean(rows, "lpips"),
         "lpips_note": lp_note,
         "seconds_per_image": _mean(rows, "seconds"),
@@ -177,18 +193,20 @@ def evaluate(
     rows = []
     for i in tqdm(range(len(ds)), desc=f"evaluate {name}", disable=not progress):
         item = ds[i]
-        row, restored = _measure(model, item, device, lp, run.seed)
+        row, restored = _measure(model, item, device, lp, run.seed, params.evaluate.crop_border)
         rows.append(row)
         if i < params.evaluate.keep_images:
             write_image(keep_dir / f"{item['name']}.png", restored)
-    metrics = _summary(rows, run, device, meta, lp_note)
+    metrics = _summary(rows, run, device, meta, lp_note, params.evaluate.crop_border)
     _write(root, run, metrics, rows)
     log.info(
-        "%s seed %d: PSNR %.2f dB, SSIM %.4f, LPIPS %s",
+        "%s seed %d: PSNR %.2f dB, SSIM %.4f (Y: %.2f dB, %.4f), LPIPS %s",
         name,
         run.seed,
         metrics["psnr"],
         metrics["ssim"],
+        metrics["psnr_y"],
+        metrics["ssim_y"],
         metrics["lpips"],
     )
     return metrics

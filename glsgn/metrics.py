@@ -1,5 +1,10 @@
 """Image-quality metrics from a maintained implementation (scikit-image), used by validation
-during training and by evaluation, so the two report the same numbers."""
+during training and by evaluation, so the two report the same numbers.
+
+Two conventions (docs/method.md, "Metrics"): `psnr_ssim`, RGB floats in [0, 1] (UHDFour and
+this project's learning curves and validation), and `psnr_ssim_y`, the BasicSR family's (UHDformer,
+Wave-Mamba, UDR-Mixer): images saved as 8 bits, the BT.601 luma Y, a border cropped.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-__all__ = ["psnr", "psnr_ssim", "periodic_peak"]
+__all__ = ["psnr", "psnr_ssim", "psnr_ssim_y", "luma", "periodic_peak"]
 
 
 def _hwc(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -30,6 +35,35 @@ def psnr_ssim(
     r, t = np.clip(_hwc(restored), 0, 1), _hwc(target)
     ssim = structural_similarity(t, r, data_range=1.0, channel_axis=2)
     return psnr(r, t), float(ssim)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma Y in [16, 235] of an RGB image in [0, 255], as float64 (MATLAB's rgb2ycbcr,
+    which BasicSR's `bgr2ycbcr(y_only=True)` follows)."""
+    rgb = np.asarray(rgb, np.float64)
+    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+def psnr_ssim_y(
+    restored: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, crop_border: int = 4
+) -> tuple[float, float]:
+    """PSNR (dB) and SSIM as the BasicSR family reports them: both images rounded to 8 bits
+    (as written to a PNG), their luma Y (`luma`), `crop_border` pixels cut from each side,
+    PSNR with a peak of 255 and SSIM with an 11-tap Gaussian window (sigma 1.5) on Y."""
+    r, t = (np.round(np.clip(_hwc(x), 0, 1) * 255.0) for x in (restored, target))
+    if crop_border:
+        r, t = (x[crop_border:-crop_border, crop_border:-crop_border] for x in (r, t))
+    if min(r.shape[:2]) < 11:
+        raise ValueError(
+            f"{_hwc(target).shape[1]}x{_hwc(target).shape[0]} image: too small for SSIM's "
+            f"11-px window after a {crop_border}-px border crop"
+        )
+    yr, yt = luma(r), luma(t)
+    ssim = structural_similarity(
+        yt, yr, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    with np.errstate(divide="ignore"):  # equal images: PSNR is inf, as BasicSR reports it
+        return float(peak_signal_noise_ratio(yt, yr, data_range=255.0)), float(ssim)
 
 
 def periodic_peak(residual: np.ndarray, period: int) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import VARIANTS, Params
 from .runs import RunPaths
-from .stats import PLATEAU_DB, plateau
+from .stats import CONVENTIONS, PLATEAU_DB, plateau
 
 __all__ = [
     "project_root",
@@ -58,9 +58,9 @@ def task_runs(params: Params, task: str) -> dict[str, str]:
 def load_metrics(metrics_dir: str | Path, runs: dict[str, str], seeds: Sequence[int]) -> list[dict]:
     """Each variant's test-set means ({variant: run}, as `task_runs` gives them), from the
     evaluate stages' metrics/RUN/seedS.json, averaged over `seeds`; `full` first, then the
-    ablations and baselines. A row is the first seed's record with psnr, ssim and lpips
-    replaced by their mean over seeds, plus `seeds` and `psnr_by_seed`. A missing file is an
-    error naming it."""
+    ablations and baselines. A row is the first seed's record with psnr, ssim, psnr_y, ssim_y
+    and lpips replaced by their mean over seeds (None where a seed has none), plus `seeds` and
+    `psnr_by_seed`. A missing file is an error naming it."""
     rows = []
     for run in runs.values():
         per_seed = []
@@ -70,8 +70,8 @@ def load_metrics(metrics_dir: str | Path, runs: dict[str, str], seeds: Sequence[
                 raise FileNotFoundError(f"{path}: no metrics for {run} seed {seed} (run dvc repro)")
             per_seed.append(json.loads(path.read_text()))
         row = dict(per_seed[0])
-        for key in ("psnr", "ssim", "lpips"):
-            values = [m[key] for m in per_seed]
+        for key in ("psnr", "ssim", "psnr_y", "ssim_y", "lpips"):
+            values = [m.get(key) for m in per_seed]
             row[key] = None if None in values else float(np.mean(values))
         row.update(seeds=list(seeds), psnr_by_seed=[m["psnr"] for m in per_seed])
         rows.append(row)
@@ -84,7 +84,8 @@ def load_per_image(
     metrics_dir: str | Path, task: str, runs: dict[str, str], seeds: Sequence[int]
 ) -> list[dict]:
     """Every test image's metrics of each variant and seed (metrics/RUN/seedS.csv), as rows of
-    task, variant, seed, image, psnr and ssim: what glsgn.stats pairs with `full`."""
+    task, variant, seed, image, psnr, ssim, psnr_y and ssim_y (the latter two only where the
+    CSV has them): what glsgn.stats pairs with `full`."""
     rows = []
     for variant, run in runs.items():
         for seed in seeds:
@@ -99,8 +100,7 @@ def load_per_image(
                             "variant": variant,
                             "seed": seed,
                             "image": r["name"],
-                            "psnr": float(r["psnr"]),
-                            "ssim": float(r["ssim"]),
+                            **{k: float(r[k]) for c in CONVENTIONS.values() for k in c if k in r},
                         }
                     )
     return rows
@@ -156,16 +156,20 @@ def learning_curves(params: Params, dvclive_dir: str | Path, task: str) -> list[
     return rows
 
 
-def load_benchmark(path: str | Path) -> list[dict]:
-    """The benchmark stage's results: one dict per (model, mode, size); failed or skipped
-    cases carry "error" instead of timings."""
+def load_benchmark(path: str | Path) -> tuple[dict, list[dict]]:
+    """The benchmark stage's protocol (warm-up, synchronisation, statistic, device, precision)
+    and its results: one dict per (model, mode, size); failed or skipped cases carry "error"
+    instead of timings."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no benchmark results (run dvc repro first)")
-    rows = json.loads(path.read_text())
+    data = json.loads(path.read_text())
+    rows = data.get("results") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all("model" in r and "size" in r for r in rows):
-        raise ValueError(f"{path}: expected a list of benchmark results with model and size")
-    return rows
+        raise ValueError(
+            f"{path}: expected a mapping with protocol and results (model, size per case)"
+        )
+    return data.get("protocol", {}), rows
 
 
 def load_pairs(prepared_dir: str | Path, task: str, split: str = "train", n: int = 2) -> list[dict]:

@@ -37,6 +37,7 @@ import numpy as np
 __all__ = [
     "REFERENCE",
     "METRICS",
+    "CONVENTIONS",
     "Paired",
     "Contrast",
     "Result",
@@ -54,7 +55,9 @@ __all__ = [
 ]
 
 REFERENCE = "full"
-METRICS = ("psnr", "ssim")
+# evaluate.metric -> the per-image columns contrasted (glsgn.metrics: the two conventions)
+CONVENTIONS = {"rgb": ("psnr", "ssim"), "y": ("psnr_y", "ssim_y")}
+METRICS = CONVENTIONS["rgb"]
 N_RESAMPLES = 2000
 
 

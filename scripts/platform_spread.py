@@ -28,7 +28,7 @@ ISA = {  # --isa: (ATEN_CPU_CAPABILITY, DNNL_MAX_CPU_ISA)
     "avx2": ("avx2", "AVX2"),
     "sse41": ("default", "SSE41"),
 }
-METRICS = ("psnr", "ssim")
+METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")  # both conventions of glsgn.evaluate
 
 
 def retrain(profile: Path, work: Path, run: Run, isa: str) -> dict:
@@ -83,14 +83,16 @@ def main() -> int:
             worst = {m: max(worst[m], abs(deltas[m])) for m in METRICS}
             cap = there["environment"]["cpu_capability"]
             rows.append((run.name, run.seed, isa, cap, here, there, deltas))
-    print("\n| run | seed | cap | kernels | PSNR here | there | diff | SSIM here | there | diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| run | seed | cap | kernels | "
+        + " | ".join(f"{m} here | there | diff" for m in METRICS)
+    )
+    print("|---" * (4 + 3 * len(METRICS)) + "|")
     for name, seed, isa, cap, here, there, d in rows:
-        print(
-            f"| {name} | {seed} | {isa} | {cap} | {here['psnr']:.3f} | {there['psnr']:.3f} | "
-            f"{d['psnr']:+.3f} | {here['ssim']:.4f} | {there['ssim']:.4f} | {d['ssim']:+.4f} |"
-        )
-    print(f"\nevaluate.platform_spread: {{psnr: {worst['psnr']:.3f}, ssim: {worst['ssim']:.4f}}}")
+        cells = [f"{here[m]:.4f} | {there[m]:.4f} | {d[m]:+.4f}" for m in METRICS]
+        print(f"| {name} | {seed} | {isa} | {cap} | " + " | ".join(cells) + " |")
+    spread = ", ".join(f"{m}: {worst[m]:.4f}" for m in METRICS)
+    print(f"\nevaluate.platform_spread: {{{spread}}}")
     return 0
 
 

@@ -13,7 +13,14 @@ import torch
 from PIL import Image
 from skimage.measure import label, regionprops
 
-from glsgn.config import DataConfig, HazeConfig, Params, RainConfig, ReflectionConfig
+from glsgn.config import (
+    DataConfig,
+    HazeConfig,
+    LowLightConfig,
+    Params,
+    RainConfig,
+    ReflectionConfig,
+)
 from glsgn.data import arrays, synthesis
 from glsgn.data.datasets import PairedImages, TrainCrops
 from glsgn.data.io import read_image, write_image
@@ -87,6 +94,22 @@ def test_haze_follows_the_scattering_model_and_reduces_contrast():
     prior = synthesis.smooth_depth(*j.shape[:2], seed=7)
     assert prior.min() == 0 and prior.max() == 1
     assert prior[:10].mean() > prior[-10:].mean()  # farther towards the top
+
+
+def test_lowlight_darkens_as_its_model_says():
+    j = _photo()
+    exact = LowLightConfig(
+        exposure=(0.2, 0.2), gamma=(1.5, 1.5), read_noise=(0.0, 0.0), shot_noise=(0.0, 0.0)
+    )
+    d = synthesis.lowlight(j, 3, exact)
+    np.testing.assert_allclose(d.degraded, 0.2 * j**1.5, atol=1e-6)
+    noisy = dataclasses.replace(exact, read_noise=(0.02, 0.02), shot_noise=(0.005, 0.005))
+    n = synthesis.lowlight(j, 3, noisy).degraded - d.degraded
+    expected = np.sqrt(0.02**2 + 0.005 * d.degraded)  # read and shot noise, by signal
+    ratio = n.std() / expected.mean()
+    assert 0.9 < ratio < 1.1, ratio
+    assert abs(n.mean()) < 0.002
+    assert d.degraded.mean() < 0.3 * j.mean()
 
 
 @pytest.mark.parametrize("shape, length", [((288, 512), 20.0), ((128, 224), 9.8), ((16, 24), 40.0)])
@@ -187,7 +210,7 @@ def test_rain_streaks_grow_with_resolution():
     )
 
 
-@pytest.mark.parametrize("task", ["reflection", "rain", "haze"])
+@pytest.mark.parametrize("task", ["reflection", "rain", "haze", "lowlight"])
 def test_samples_are_deterministic(task):
     photos = [("p.png", _photo())]
     a, src_a = synthesize_sample(task, SMALL, photos, 11)

@@ -66,20 +66,27 @@ def _write_metrics(root, run: str, seed: int, per_image: dict[str, float], varia
                 "variant": variant,
                 "psnr": psnr,
                 "ssim": 0.8,
+                "psnr_y": psnr + 1,
+                "ssim_y": 0.85,
                 "lpips": None,
                 "lpips_note": "no AlexNet weights",
                 "semantic_backbone": "random",
             }
         )
     )
-    rows = ["name,seed,psnr,ssim,lpips,seconds,peak_memory_mb"]
-    rows += [f"{k},{seed},{v},{0.8 + v / 1000},,0.1,700" for k, v in per_image.items()]
+    rows = ["name,seed,psnr,ssim,psnr_y,ssim_y,lpips,seconds,peak_memory_mb"]
+    rows += [
+        f"{k},{seed},{v},{0.8 + v / 1000},{v + 1},{0.85 + v / 1000},,0.1,700"
+        for k, v in per_image.items()
+    ]
     (d / f"seed{seed}.csv").write_text("\n".join(rows) + "\n")
 
 
-def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
+@pytest.mark.parametrize("convention", ["rgb", "y"])
+def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, convention):
     """Three seeds, 30 images: fullres 2 dB worse than full holds; no_content, no different
-    from full, is not shown; a run no longer in train.runs is ignored."""
+    from full, is not shown; a run no longer in train.runs is ignored. evaluate.metric picks
+    the convention contrasted (y: the psnr_y and ssim_y columns)."""
     rng = np.random.default_rng(0)
     base = {f"{i:04d}": 25 + rng.normal(0, 1) for i in range(30)}
     for seed in (0, 1, 2):
@@ -93,7 +100,9 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
             _write_metrics(tmp_path, run, seed, per_image, variant)
     runs = {f"rain-{v}": {"task": "rain", "variant": v} for v in ("full", "no_content", "fullres")}
     (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump({"train": {"runs": runs, "seeds": [0, 1, 2]}})
+        yaml.safe_dump(
+            {"train": {"runs": runs, "seeds": [0, 1, 2]}, "evaluate": {"metric": convention}}
+        )
     )
     figures = tmp_path / "figures"
     papermill.execute_notebook(
@@ -111,7 +120,8 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
         cwd=str(ROOT),
         progress_bar=False,
     )
-    for name in ("psnr", "ssim", "lpips", "psnr_forest", "ssim_forest"):
+    psnr, ssim = {"rgb": ("psnr", "ssim"), "y": ("psnr_y", "ssim_y")}[convention]
+    for name in ("psnr", "ssim", "lpips", f"{psnr}_forest", f"{ssim}_forest"):
         png = figures / f"rain_{name}.png"
         w, h = Image.open(png).size
         assert 400 < w < 3000 and 200 < h < 1500, (png, w, h)
@@ -125,13 +135,15 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path):
         for line in printed.splitlines()
         if line.startswith("rain ") and len(line.split()) > 3
     }
-    assert lines["fullres psnr"].endswith("holds"), lines["fullres psnr"]
-    assert lines["no_content psnr"].endswith("not shown"), lines["no_content psnr"]
+    assert lines[f"fullres {psnr}"].endswith("holds"), lines[f"fullres {psnr}"]
+    assert lines[f"no_content {psnr}"].endswith("not shown"), lines[f"no_content {psnr}"]
+    verdicts = {k.split()[1] for k, v in lines.items() if v.endswith(("holds", "not shown"))}
+    assert verdicts == {psnr, ssim}
     assert "no_pyramid" not in printed
     table = json.loads((tmp_path / "table.json").read_text())
     assert {(r["variant"], r["metric"], r["verdict"]) for r in table} >= {
-        ("fullres", "psnr", "holds"),
-        ("no_content", "psnr", "not shown"),
+        ("fullres", psnr, "holds"),
+        ("no_content", psnr, "not shown"),
     }
 
 

@@ -91,6 +91,8 @@ def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
         m = json.loads((clone / f"metrics/{run}/seed0.json").read_text())
         assert m["n_images"] == 1 and m["psnr"] > 0 and m["train_steps"] == 2
     bench = json.loads((clone / "reports/efficiency.json").read_text())
+    how, bench = bench["protocol"], bench["results"]
+    assert how["statistic"] == "best (minimum) of 1 run(s)" and how["device"] == "cpu"
     assert [(r["model"], r["mode"], r["size"]) for r in bench] == [
         (m, mode, s)
         for s in ("96x64", "192x128")

@@ -22,6 +22,7 @@ from glsgn.config import LossConfig, Params, RunSpec, TrainConfig, from_dict
 from glsgn.data.io import read_image
 from glsgn.data.prepare import prepare
 from glsgn.evaluate import evaluate, load_lpips, psnr_ssim
+from glsgn.metrics import psnr_ssim_y
 from glsgn.runs import RunError, native_bf16
 from glsgn.train import TrainError, train
 
@@ -200,6 +201,17 @@ def test_evaluate_writes_metrics_and_says_why_lpips_is_missing(root, tmp_path, m
     rows = list(csv.DictReader(open(work / "metrics/reflection-fullres/seed0.csv")))
     assert len(rows) == 1 and rows[0]["lpips"] == ""
     assert len(list((work / "reports/restored/reflection-full/seed0").glob("*.png"))) == 1
+    # the field's convention, side by side: recomputed from the restored image as written
+    name = rows[0]["name"]
+    kept = read_image(work / f"reports/restored/reflection-fullres/seed0/{name}.png").rgb
+    target = read_image(work / f"data/prepared/reflection/test/target/{name}.png").rgb
+    psnr_y, ssim_y = psnr_ssim_y(kept, target, params.evaluate.crop_border)
+    assert float(rows[0]["psnr_y"]) == pytest.approx(psnr_y, abs=1e-9)
+    assert float(rows[0]["ssim_y"]) == pytest.approx(ssim_y, abs=1e-9)
+    assert (
+        saved["psnr_y"] == pytest.approx(psnr_y, abs=1e-9)
+        and "psnr_y, ssim_y" in saved["conventions"]
+    )
 
 
 def test_learning_curve_is_what_evaluation_measures(root, tmp_path):
@@ -303,6 +315,57 @@ def test_psnr_ssim_agree_with_torchmetrics():
     ).item()
     assert abs(psnr - ref_psnr) < 1e-5
     assert abs(ssim - ref_ssim) < 1e-3
+
+
+def _basicsr_psnr_ssim_y(restored: np.ndarray, target: np.ndarray, crop: int):
+    """BasicSR's calculate_psnr / calculate_ssim (test_y_channel=True), recomputed from its
+    formulas: uint8 BGR images, Y = 16 + BGR . (24.966, 128.553, 65.481) / 255 (on [0, 1]
+    values, times 255), the border cropped, SSIM with cv2's 11-tap Gaussian over the valid
+    region."""
+    import cv2
+
+    def y(rgb01):
+        bgr = np.round(np.clip(rgb01, 0, 1) * 255).astype(np.uint8)[..., ::-1]
+        v = bgr.astype(np.float32) / 255.0
+        return (np.dot(v, [24.966, 128.553, 65.481]) + 16.0) / 255.0 * 255.0
+
+    a, b = (y(v)[crop:-crop, crop:-crop].astype(np.float64) for v in (restored, target))
+    psnr = 10 * np.log10(255.0**2 / np.mean((a - b) ** 2))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    k = cv2.getGaussianKernel(11, 1.5)
+    w = np.outer(k, k.transpose())
+    f = lambda x: cv2.filter2D(x, -1, w)[5:-5, 5:-5]  # noqa: E731
+    mu1, mu2 = f(a), f(b)
+    s11, s22, s12 = f(a * a) - mu1**2, f(b * b) - mu2**2, f(a * b) - mu1 * mu2
+    ssim = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
+    return psnr, float(ssim.mean())
+
+
+@pytest.mark.parametrize("crop", [4, 1])
+def test_y_channel_metrics_agree_with_basicsr(crop):
+    rng = np.random.default_rng(crop)
+    a = rng.random((48, 64, 3)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1).astype(np.float32)
+    ref = _basicsr_psnr_ssim_y(b, a, crop)
+    psnr, ssim = psnr_ssim_y(b, a, crop)
+    assert abs(psnr - ref[0]) < 1e-6 and abs(ssim - ref[1]) < 1e-6
+    # a different convention, a different number: the RGB float metric is not this one
+    assert abs(psnr - psnr_ssim(b, a)[0]) > 0.1
+
+
+def test_y_channel_metrics_cut_the_border_and_see_8_bits():
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 40, 3)).astype(np.float32)
+    b = a.copy()
+    b[:4] = 1 - b[:4]  # damage only inside the 4-px border
+    assert psnr_ssim_y(b, a, 4) == (float("inf"), 1.0)
+    assert psnr_ssim_y(b, a, 0)[0] < 30
+    # below half a grey level, 8 bits cannot see a difference; RGB floats can
+    c = np.clip(a + 0.4 / 255, 0, 1)
+    same = np.round(c * 255) == np.round(a * 255)
+    assert psnr_ssim_y(np.where(same, c, a), a, 4)[0] == float("inf")
+    with pytest.raises(ValueError, match="too small for SSIM"):
+        psnr_ssim_y(a[:16, :16], a[:16, :16], 4)
 
 
 def test_lpips_loads_backbone_weights_from_a_file(tmp_path, monkeypatch):

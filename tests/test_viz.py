@@ -181,8 +181,11 @@ def test_efficiency_panels_from_benchmark_results(tmp_path):
     assert ticks[0.5184] == "1K\n0.5 MP"
     assert "fullres (whole image) 2K: skipped: needs about 26 GB" in notes["peak memory"]
     path = tmp_path / "eff.json"
-    path.write_text(json.dumps(rows))
-    assert results.load_benchmark(path) == rows
+    path.write_text(json.dumps({"protocol": {"repeat": 3}, "results": rows}))
+    assert results.load_benchmark(path) == ({"repeat": 3}, rows)
+    path.write_text(json.dumps(rows))  # the results without their protocol
+    with pytest.raises(ValueError, match="eff.json: expected a mapping with protocol"):
+        results.load_benchmark(path)
     path.write_text("{}")
     with pytest.raises(ValueError, match="eff.json"):
         results.load_benchmark(path)

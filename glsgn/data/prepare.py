@@ -3,7 +3,8 @@
 Synthetic (the default): clean images are the starter photographs, randomly cropped and
 scaled to the profile's size, and dead-leaves scenes; each gets the task's degradation.
 Photographs are split between train, val and test, so no photograph is in two splits.
-Paired: the user's pairs in data/raw/{task}/{split}/{input,target} are checked and copied.
+Paired: a dataset as it ships, in data/raw (`data.paired.TASK`, README "Real paired data"):
+every pair of every split is matched and checked first, then all are copied.
 The result is written to a temporary folder and renamed, with a manifest of sizes, seeds,
 parameters and checksums.
 """
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from ..config import TASKS, DataConfig, Params
 from . import synthesis
 from .io import read_image, write_image
-from .paired import check_pairs, find_pairs, list_images
+from .paired import check_pairs, dataset_pairs, list_images
 from .scenes import dead_leaves
 
 __all__ = ["SPLITS", "prepare", "sample_seed", "synthesize_sample"]
@@ -93,9 +94,18 @@ def synthesize_sample(
         d = synthesis.rain(clean, seed, cfg.rain, scale)
     elif task == "haze":
         d = synthesis.haze(clean, seed, cfg.haze, depth)
+    elif task == "lowlight":
+        d = synthesis.lowlight(clean, seed, cfg.lowlight)
     else:
         raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
     return d, source
+
+
+def _task_settings(cfg: DataConfig, task: str) -> dict:
+    """data's settings that concern `task`: not the other tasks' synthesis or datasets."""
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in set(TASKS) - {task}}
+    d["paired"] = dataclasses.asdict(cfg.paired_of(task))
+    return d
 
 
 def _sha256(path: Path) -> str:
@@ -122,7 +132,7 @@ def prepare(task: str, params: Params, raw: Path, out: Path, progress: bool = Tr
     manifest: dict = {
         "task": task,
         "source": source,
-        "data": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in set(TASKS) - {task}},
+        "data": _task_settings(cfg, task),
         "samples": [],
     }
     try:
@@ -181,19 +191,20 @@ def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict,
 
 
 def _paired(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
+    splits, origin = dataset_pairs(cfg.paired_of(task), raw, task, cfg.seed)
+    jobs = [(split, p) for split in SPLITS for p in splits[split]]
     for split in SPLITS:
-        base = raw / task / split
-        pairs = find_pairs(cfg.paired_input, cfg.paired_target, base=base)
-        sizes = check_pairs(pairs)
-        log.info("%s/%s: %d checked pairs from %s", task, split, len(pairs), base)
-        for p, hw in tqdm(
-            list(zip(pairs, sizes, strict=True)), desc=f"copy {task}/{split}", disable=not bar
-        ):
-            entry = {"name": p.name, "split": split, "size": list(hw), "sha256": {}}
-            for kind, src in (("input", p.input), ("target", p.target)):
-                dst = tmp / split / kind / f"{p.name}{src.suffix.lower()}"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
-                entry["sha256"][kind] = _sha256(dst)
-                entry[kind] = str(src)
-            manifest["samples"].append(entry)
+        log.info("%s/%s: %d pairs from %s", task, split, len(splits[split]), origin[split])
+    sizes = check_pairs([p for _, p in jobs])  # every pair read before any is copied
+    manifest["splits"] = origin
+    for (split, p), hw in tqdm(
+        list(zip(jobs, sizes, strict=True)), desc=f"copy {task}", unit="pair", disable=not bar
+    ):
+        entry = {"name": p.name, "split": split, "size": list(hw), "sha256": {}}
+        for kind, src in (("input", p.input), ("target", p.target)):
+            dst = tmp / split / kind / f"{p.name}{src.suffix.lower()}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            entry["sha256"][kind] = _sha256(dst)
+            entry[kind] = str(src)
+        manifest["samples"].append(entry)

@@ -1,4 +1,4 @@
-"""Degradation synthesis for the three tasks: reflection, rain streaks, haze.
+"""Degradation synthesis for each task: reflection, rain streaks, haze, low light.
 
 Each function is deterministic from its seed. Its pixel sizes are given at
 `data.reference_size` and scaled by `scale` (long side / reference_size), so a 4K pair looks
@@ -14,9 +14,17 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..config import HazeConfig, RainConfig, ReflectionConfig
+from ..config import HazeConfig, LowLightConfig, RainConfig, ReflectionConfig
 
-__all__ = ["Degraded", "reflection", "rain", "haze", "smooth_depth", "streak_kernel"]
+__all__ = [
+    "Degraded",
+    "reflection",
+    "rain",
+    "haze",
+    "lowlight",
+    "smooth_depth",
+    "streak_kernel",
+]
 
 
 @dataclass
@@ -173,3 +181,20 @@ def haze(
     return Degraded(
         degraded, j, degraded - j, {"beta": beta, "airlight": a.tolist(), "t_min": float(t.min())}
     )
+
+
+def lowlight(clean: np.ndarray, seed: int, cfg: LowLightConfig) -> Degraded:
+    """Under-exposure: I = k J^gamma + n, n ~ N(0, read^2 + shot k J^gamma), clipped to [0, 1].
+
+    A darker exposure (k), a gamma that crushes the shadows, and the sensor noise a short
+    exposure brings (signal-dependent shot noise and read noise)."""
+    j = _check(clean, "clean")
+    rng = np.random.default_rng(seed)
+    k, gamma = _uniform(rng, cfg.exposure), _uniform(rng, cfg.gamma)
+    read, shot = _uniform(rng, cfg.read_noise), _uniform(rng, cfg.shot_noise)
+    signal = k * np.power(j, gamma, dtype=np.float32)
+    sd = np.sqrt(read**2 + shot * signal)
+    noise = rng.standard_normal(j.shape, dtype=np.float32) * sd
+    degraded = np.clip(signal + noise, 0, 1).astype(np.float32)
+    params = {"exposure": k, "gamma": gamma, "read_noise": read, "shot_noise": shot}
+    return Degraded(degraded, j, degraded - j, params)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
+import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -143,6 +146,18 @@ def _restore_options(args: argparse.Namespace) -> RestoreConfig:
     return dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
 
+class _Signalled(BaseException):
+    """SIGTERM (or SIGHUP) arrived: unwind like Ctrl-C, so no temporary file is left."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_signal(signum: int, frame: object) -> None:
+    raise _Signalled(signum)
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     try:
         opts, device = _restore_setup(args)
@@ -154,26 +169,70 @@ def cmd_restore(args: argparse.Namespace) -> int:
         _check_patch_size(model.cfg, opts.patch_size)
     except ValueError as e:
         return _restore_error(f"--patch-size: {e}")
-    args.outdir.mkdir(parents=True, exist_ok=True)
+    problem = _make_outdir(args.outdir)
+    if problem:
+        return _restore_error(problem)
     plan = _plan(args.images, args.outdir, args.overwrite)
-    failed = 0
-    for src, dst, problem in plan:
-        if problem:
-            error = f"{src}: {problem}"
-        else:
-            error = _restore_file(src, dst, model, device, opts, progress=not args.quiet)
-        if error:
-            _restore_error(error)
-            failed += 1
-    done = len(plan) - failed
+    _remove_stale_temporaries(args.outdir, [dst for _, dst, _ in plan if dst is not None])
+    failed = done = 0
+    handlers = {s: signal.signal(s, _raise_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for src, dst, problem in plan:
+            if problem:
+                error = f"{src}: {problem}"
+            else:
+                error = _restore_file(src, dst, model, device, opts, progress=not args.quiet)
+            if error:
+                _restore_error(error)
+                failed += 1
+            else:
+                done += 1
+    except (KeyboardInterrupt, _Signalled) as e:
+        name = "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e)
+        _restore_error(
+            f"stopped by {name}: {done} of {len(plan)} image(s) restored, no partial file left"
+        )
+        return 128 + (e.signum if isinstance(e, _Signalled) else signal.SIGINT)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
     print(f"restored {done} of {len(plan)} image(s) into {args.outdir}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _make_outdir(outdir: Path) -> str | None:
+    """Create -o if needed; -> None, or why it cannot hold the outputs."""
+    if outdir.exists() and not outdir.is_dir():
+        return f"-o {outdir}: exists and is not a folder"
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"-o {outdir}: cannot create the folder ({e.strerror or e})"
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        return f"-o {outdir}: the folder is not writable"
+    return None
+
+
+def _remove_stale_temporaries(outdir: Path, outputs: list[Path]) -> None:
+    """Remove what a killed run (SIGKILL, a power cut) left of these outputs: atomic_write's
+    temporaries, .NAME.XXXXXXXX.tmp beside each."""
+    names = {dst.name for dst in outputs}
+    pattern = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+    for f in outdir.iterdir():
+        m = pattern.match(f.name)
+        if m and m["name"] in names and f.is_file():
+            f.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted run", f)
 
 
 def _restore_error(message: str) -> int:
     """Print one error line; -> 2, the exit status of a run that could not start."""
     print(f"glsgn restore: error: {message}", file=sys.stderr)
     return 2
+
+
+def _restore_warning(message: str) -> None:
+    print(f"glsgn restore: warning: {message}", file=sys.stderr)
 
 
 def _restore_setup(args: argparse.Namespace) -> tuple[RestoreConfig, torch.device]:
@@ -222,6 +281,15 @@ def _restore_file(
     does not stop the others)."""
     try:
         img = read_image(src)
+        for note in img.warnings:
+            _restore_warning(f"{src}: {note}")
+        small = model.pad_multiple
+        if min(img.rgb.shape[:2]) < small:
+            h, w = img.rgb.shape[:2]
+            _restore_warning(
+                f"{src}: {w}x{h} has a side below the model's {small}-px grid: the network sees "
+                "mostly padding there, so the result may be poor"
+            )
         t0 = time.perf_counter()
         out = restore(
             model,
@@ -232,7 +300,7 @@ def _restore_file(
             max_memory=opts.max_memory,
             progress=progress,
         )
-        write_image(
+        notes = write_image(
             dst,
             out.permute(1, 2, 0).numpy(),
             alpha=img.alpha,
@@ -241,9 +309,13 @@ def _restore_file(
             icc=img.icc,
             exif=img.exif,
         )
-    except (ImageError, ValueError, RuntimeError, OSError) as e:
+    except OSError as e:  # what the file system says of the output
+        return f"{src}: cannot write {dst} ({e.strerror or e})"
+    except (ImageError, ValueError, RuntimeError) as e:
         msg = str(e)  # most already start with the file's path: not twice
         return msg if msg.startswith(str(src)) else f"{src}: {msg}"
+    for note in notes:
+        _restore_warning(f"{dst}: {note}")
     h, w = img.rgb.shape[:2]
     log.info(
         "%s -> %s (%dx%d, %d-bit, %.1f s)",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
+from glsgn.checkpoint import save_checkpoint
 from glsgn.config import VARIANTS as TABLE
 from glsgn.config import ModelConfig, Params, variant_configs
 from glsgn.model import build_model
@@ -48,3 +51,22 @@ def _seed():
 @pytest.fixture
 def tiny_cfg() -> ModelConfig:
     return TINY
+
+
+@pytest.fixture(scope="session")
+def identity_ckpt(tmp_path_factory):
+    """A checkpoint whose model restores every image to itself (its heads start at zero)."""
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY, pyramid=False))  # heads start at 0
+    path = tmp_path_factory.mktemp("ckpt") / "identity.pt"
+    save_checkpoint(path, model)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_ckpt(tmp_path_factory):
+    """A checkpoint whose model changes every image (weights off the identity)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "random.pt"
+    save_checkpoint(path, build(TINY))  # weights off the identity initialisation
+    return path

@@ -1,8 +1,12 @@
-"""Reading and writing the images users bring: 8/16-bit PNG, JPEG, TIFF, grayscale, RGBA,
-palette and CMYK, with EXIF orientation applied; writes are atomic.
+"""Reading and writing the images users bring: 8/16-bit PNG, JPEG, TIFF, PPM/PGM, grayscale,
+RGBA, palette, 1-bit and CMYK, with EXIF orientation applied; writes are atomic.
 
 Pillow decodes everything 8-bit (it knows palettes, CMYK, EXIF and truncation); 16-bit PNG goes
-through OpenCV and 16-bit TIFF through tifffile, since Pillow reduces 16-bit colour to 8 bits.
+through OpenCV, 16-bit TIFF through tifffile and 16-bit PPM/PGM through a reader of its own,
+since Pillow reduces 16-bit colour to 8 bits. Only regular files are opened (a FIFO or a device
+would block or never end). Of a multi-page or animated file the first page is read, and
+`LoadedImage.warnings` says so. What the decoders print (libpng on stderr, tifffile's log) is
+captured: it goes into the error message when decoding fails, and nowhere when it succeeds.
 
 The metadata a photographer expects to keep travels with the pixels: the ICC colour profile and
 the EXIF block (orientation reset to 1, since the pixels are upright once read), read on every
@@ -12,11 +16,19 @@ resources are not carried.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
+import re
+import stat
 import struct
+import sys
+import tempfile
+import warnings
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -27,6 +39,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..atomic import atomic_write
 
 __all__ = ["ImageError", "LoadedImage", "read_image", "write_image"]
+
+log = logging.getLogger(__name__)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -71,33 +85,122 @@ class LoadedImage:
     # EXIF as `PIL.Image.Exif.tobytes()` gives it ("Exif\0\0" + TIFF data), orientation reset
     # to 1, the source file's layout tags (and ICC, XMP, ...) left out; None when there is none.
     exif: bytes | None = None
+    # what the user should know of the read: pages dropped, metadata not carried
+    warnings: list[str] = field(default_factory=list)
+
+
+_FILE_KINDS = {
+    stat.S_ISFIFO: "a FIFO",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[list[str]]:
+    """Collect what decoders say while the block runs, instead of letting it reach the user:
+    C libraries' stderr (libpng), tifffile's log and Python warnings. The list fills when the
+    block ends, before an exception leaves it."""
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    tiff_log = logging.getLogger("tifffile")
+    propagate, tiff_log.propagate = tiff_log.propagate, False
+    tiff_log.addHandler(handler)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as err, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        os.dup2(err.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tiff_log.removeHandler(handler)
+            tiff_log.propagate = propagate
+            err.seek(0)
+            # libpng ends its messages without a newline: split them apart too
+            said += re.split(
+                r"\n|(?=libpng (?:error|warning): )", err.read().decode(errors="replace")
+            )
+            said += [str(w.message) for w in caught]
+            unique = dict.fromkeys(line.strip() for line in said if line.strip())
+            said[:] = list(unique)
+
+
+def _with_said(message: str, said: list[str]) -> str:
+    """An error message with what the decoder said, in one line."""
+    return f"{message}; the decoder said: {' / '.join(said)}" if said else message
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Decode `path`; any problem is an `ImageError` naming the file and what is wrong."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
-    with open(path, "rb") as f:
-        head = f.read(32)
-    if not head:
-        raise ImageError(f"{path}: empty file")
     try:
-        if head.startswith(_PNG_SIGNATURE) and len(head) >= 26 and head[24] == 16:
-            return _read_png16(path, color_type=head[25])
-        if head[:4] in _TIFF_MAGIC and _tiff_bits(path) == 16:
-            return _read_tiff16(path)
-        return _read_pillow(path)
-    except ImageError:
-        raise
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _FILE_KINDS.items() if test(mode)), "a special file")
+        raise ImageError(f"{path}: not a regular file ({kind})")
+    said: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+        if not head:
+            raise ImageError(f"{path}: empty file")
+        with _captured() as said:
+            img = _decode(path, head)
+    except ImageError as e:
+        raise ImageError(_with_said(str(e), said)) from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: too many pixels for a safe decode ({e})") from None
     except MemoryError:
         raise ImageError(f"{path}: not enough memory to decode this image") from None
+    except OSError as e:
+        if e.errno is not None:  # the file system's, not a decoder's
+            raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise ImageError(_with_said(f"{path}: cannot decode image data ({e})", said)) from None
     except Exception as e:  # decoders raise many types for corrupt data
-        raise ImageError(f"{path}: cannot decode image data ({type(e).__name__}: {e})") from None
+        what = f"{path}: cannot decode image data ({type(e).__name__}: {e})"
+        raise ImageError(_with_said(what, said)) from None
+    for line in said:
+        log.debug("%s: the decoder said: %s", path, line)
+    return img
+
+
+def _decode(path: Path, head: bytes) -> LoadedImage:
+    if head.startswith(_PNG_SIGNATURE) and len(head) >= 26 and head[24] == 16:
+        return _read_png16(path, color_type=head[25])
+    if head[:4] in _TIFF_MAGIC and _tiff_bits(path) == 16:
+        img = _read_tiff16(path)
+    elif head[:2] in (b"P5", b"P6") and (pnm := _read_pnm16(path)) is not None:
+        return pnm
+    else:
+        img = _read_pillow(path)
+    if head[:4] in _TIFF_MAGIC[2:]:
+        # Pillow parses classic TIFF headers only: what it makes of a BigTIFF's EXIF is not it
+        img.exif = None
+        with tifffile.TiffFile(path) as tf:
+            if {t.code for t in tf.pages.first.tags.values()} - _NOT_EXIF_TAGS:
+                img.warnings.append(
+                    "BigTIFF: its EXIF is not carried to the output (not supported)"
+                )
+    return img
+
+
+def _pages(img: LoadedImage, n: int, fmt: str) -> LoadedImage:
+    """Note that only the first of `n` pages or frames was read."""
+    if n > 1:
+        img.warnings.append(f"{fmt} with {n} pages or frames: only the first is restored")
+    return img
 
 
 def _tiff_bits(path: Path) -> int:
@@ -188,14 +291,15 @@ def _pillow_metadata(im: Image.Image) -> tuple[bytes | None, bytes | None]:
     return icc, exif
 
 
-def _png16_header(path: Path) -> tuple[int, bytes | None, bytes | None]:
-    """(EXIF orientation, ICC, EXIF bytes) of a 16-bit PNG, through Pillow's chunk parsing."""
+def _png16_header(path: Path) -> tuple[int, int, bytes | None, bytes | None]:
+    """(EXIF orientation, frames, ICC, EXIF bytes) of a 16-bit PNG, through Pillow's chunk
+    parsing."""
     try:
         with Image.open(path) as im:
             orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-            return orientation, *_pillow_metadata(im)
+            return orientation, getattr(im, "n_frames", 1), *_pillow_metadata(im)
     except Exception:
-        return 1, None, None
+        return 1, 1, None, None
 
 
 def _tiff_exif(path: Path) -> bytes | None:
@@ -216,6 +320,7 @@ def _read_pillow(path: Path) -> LoadedImage:
         raise ImageError(f"{path}: not an image, or a format this tool cannot read") from None
     with im:
         fmt = im.format or "?"
+        frames = getattr(im, "n_frames", 1)
         im.load()  # decodes now: truncated or corrupt data fails here
         src, im = im, ImageOps.exif_transpose(im)
         icc, exif = _pillow_metadata(src)  # after the transpose: this edits src's EXIF
@@ -230,13 +335,13 @@ def _read_pillow(path: Path) -> LoadedImage:
             im = im.convert("RGB")
         elif mode in ("I;16", "I;16L", "I;16B", "I;16N"):
             img = _split(np.asarray(im).astype(np.uint16), 16, True, False, fmt)
-            return _with_metadata(img, icc, exif)
+            return _pages(_with_metadata(img, icc, exif), frames, fmt)
         elif mode not in ("L", "LA", "RGB", "RGBA"):
             raise ImageError(f"{path}: pixel mode {mode!r} is not supported")
         a = np.asarray(im)
     mode = im.mode
     img = _split(a, 8, gray=mode in ("L", "LA"), alpha=mode in ("LA", "RGBA"), fmt=fmt)
-    return _with_metadata(img, icc, exif)
+    return _pages(_with_metadata(img, icc, exif), frames, fmt)
 
 
 def _read_png16(path: Path, color_type: int) -> LoadedImage:
@@ -250,13 +355,15 @@ def _read_png16(path: Path, color_type: int) -> LoadedImage:
         a = a[..., [2, 1, 0, 3]] if alpha else a[..., ::-1]
         if gray:
             a = a[..., [0, 3]] if alpha else a[..., 0]
-    orientation, icc, exif = _png16_header(path)
-    return _with_metadata(_split(_orient(a, orientation), 16, gray, alpha, "PNG"), icc, exif)
+    orientation, frames, icc, exif = _png16_header(path)
+    img = _split(_orient(a, orientation), 16, gray, alpha, "PNG")
+    return _pages(_with_metadata(img, icc, exif), frames, "PNG")
 
 
 def _read_tiff16(path: Path) -> LoadedImage:
     with tifffile.TiffFile(path) as tf:
         page = tf.pages.first
+        frames = len(tf.pages)
         a = page.asarray()
         photometric = int(page.photometric)
         axes = page.axes
@@ -285,7 +392,42 @@ def _read_tiff16(path: Path) -> LoadedImage:
     gray = a.ndim == 2 or a.shape[2] - extra == 1
     alpha = extra > 0
     img = _split(_orient(a, orientation), 16, gray, alpha, "TIFF")
-    return _with_metadata(img, icc, _tiff_exif(path))
+    return _pages(_with_metadata(img, icc, _tiff_exif(path)), frames, "TIFF")
+
+
+def _read_pnm16(path: Path) -> LoadedImage | None:
+    """A binary PGM (P5) or PPM (P6) of more than 8 bits (maxval > 255, big-endian samples);
+    None for an 8-bit one, which Pillow reads."""
+    data = path.read_bytes()
+    fields, at = [], 2
+    while len(fields) < 3:  # width, height, maxval, separated by whitespace and # comments
+        while at < len(data) and (data[at : at + 1].isspace() or data[at : at + 1] == b"#"):
+            if data[at : at + 1] == b"#":
+                at = data.find(b"\n", at) if b"\n" in data[at:] else len(data)
+            at += 1
+        start = at
+        while at < len(data) and data[at : at + 1].isdigit():
+            at += 1
+        if start == at:
+            raise ImageError(f"{path}: PNM header is damaged (expected width, height, maxval)")
+        fields.append(int(data[start:at]))
+    w, h, maxval = fields
+    if maxval <= 255:
+        return None
+    if maxval > 65535 or not w or not h:
+        raise ImageError(f"{path}: PNM header is damaged ({w}x{h}, maxval {maxval})")
+    channels = 3 if data[:2] == b"P6" else 1
+    need = w * h * channels * 2
+    pixels = data[at + 1 : at + 1 + need]
+    if len(pixels) < need:
+        raise ImageError(f"{path}: truncated PNM data ({len(pixels)} of {need} bytes)")
+    a = np.frombuffer(pixels, ">u2").reshape(h, w, channels)
+    if int(a.max(initial=0)) > maxval:
+        raise ImageError(f"{path}: PNM sample above its maxval {maxval}")
+    if maxval != 65535:  # a 10- or 12-bit PNM: to the full 16-bit range
+        a = np.round(a.astype(np.float64) * (65535 / maxval))
+    a = a.astype(np.uint16)
+    return _split(a[..., 0] if channels == 1 else a, 16, channels == 1, False, "PPM")
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -305,31 +447,52 @@ def write_image(
     grayscale: bool = False,
     icc: bytes | None = None,
     exif: bytes | None = None,
-) -> None:
-    """Encode (H, W, 3) float `rgb` in [0, 1] to `path` (format from its suffix), atomically.
+) -> list[str]:
+    """Encode (H, W, 3) float `rgb` in [0, 1] to `path` (format from its suffix), atomically;
+    -> what could not be written as asked (alpha, metadata), one line each.
 
-    16-bit needs PNG or TIFF; JPEG has no alpha, so alpha is dropped there.
+    16-bit needs PNG, TIFF or PPM/PGM; JPEG and PPM/PGM have no alpha, so alpha is dropped
+    there.
 
     `icc` (an ICC profile; it should match the colour space written: gray when `grayscale`, else
     RGB) and `exif` (EXIF bytes as `LoadedImage.exif` holds them) are embedded, as they are, in
-    JPEG (APP2/APP1), PNG 8- and 16-bit (iCCP/eXIf chunks), WebP (ICCP/EXIF chunks) and TIFF 8-
-    and 16-bit (tag 34675; EXIF as IFD0 tags with the Exif and GPS IFDs, except in a BigTIFF,
-    which tifffile writes only past 4 GiB and which then gets no EXIF). Other formats (BMP, GIF,
-    ...) get neither, and neither does a gray profile when 16-bit gray with alpha is written as
-    RGBA PNG (OpenCV writes no gray+alpha; PNG allows no gray profile on RGBA). The pixels are
-    written as given, so `exif`'s orientation must describe them: `read_image` resets it to 1. A
-    TIFF's own layout tags always come from the encoder, never from `exif`; Pillow may re-type odd
-    tags and drops the thumbnail IFD when it re-serialises EXIF.
+    JPEG (any suffix: .jpg, .jpeg, .jpe, .jfif; APP2/APP1), PNG 8- and 16-bit (iCCP/eXIf
+    chunks), WebP and AVIF, and TIFF 8- and 16-bit (tag 34675; EXIF as IFD0 tags with the Exif
+    and GPS IFDs, except in a BigTIFF, which tifffile writes only past 4 GiB and which then gets
+    no EXIF). Other formats (BMP, GIF, PPM, ...) get neither, and neither does a gray profile
+    when 16-bit gray with alpha is written as RGBA PNG (OpenCV writes no gray+alpha; PNG allows
+    no gray profile on RGBA). The pixels are written as given, so `exif`'s orientation must
+    describe them: `read_image` resets it to 1. A TIFF's own layout tags always come from the
+    encoder, never from `exif`; Pillow may re-type odd tags and drops the thumbnail IFD when it
+    re-serialises EXIF.
     """
     path = Path(path)
     ext = path.suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
     icc, exif = icc or None, _exif_block(exif)
     _check_request(path, ext, rgb, bit_depth)
-    if ext in (".jpg", ".jpeg"):
-        alpha = None  # JPEG has no alpha channel: the colour is still worth writing
-    data = _encode(path, ext, _samples(rgb, alpha, bit_depth, grayscale), bit_depth, icc, exif)
+    notes = []
+    if alpha is not None and fmt in ("JPEG", "PPM"):
+        alpha = None  # no alpha channel in the format: the colour is still worth writing
+        notes.append(f"{fmt} has no alpha channel: the alpha is not written")
+    if (icc or exif) and fmt not in _METADATA_FORMATS:
+        notes.append(f"{fmt or ext} cannot hold the ICC profile or EXIF: they are not written")
+    samples = _samples(rgb, alpha, bit_depth, grayscale)
+    try:
+        data = _encode(path, ext, samples, bit_depth, icc, exif)
+    except _ExifError as e:
+        data = _encode(path, ext, samples, bit_depth, icc, None)
+        notes.append(f"the EXIF is not written: {e}")
     with atomic_write(path) as f:
         f.write(data)
+    return notes
+
+
+_METADATA_FORMATS = {"JPEG", "PNG", "WEBP", "AVIF", "TIFF"}
+
+
+class _ExifError(ValueError):
+    """EXIF bytes the TIFF writer cannot re-lay: the image is written without them."""
 
 
 def _exif_block(exif: bytes | None) -> bytes | None:
@@ -344,8 +507,8 @@ def _check_request(path: Path, ext: str, rgb: np.ndarray, bit_depth: int) -> Non
     """Refuse, before encoding anything, what no encoder here can write."""
     if bit_depth not in (8, 16):
         raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
-    if bit_depth == 16 and ext not in (".png", ".tif", ".tiff"):
-        raise ImageError(f"{path}: 16-bit output needs a .png or .tif file")
+    if bit_depth == 16 and ext not in (".png", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"):
+        raise ImageError(f"{path}: 16-bit output needs a .png, .tif, .ppm or .pgm file")
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageError(f"{path}: expected an (H, W, 3) array, got shape {rgb.shape}")
 
@@ -368,8 +531,10 @@ def _encode(
             return _encode_tiff(a, icc, exif)
         if ext == ".png" and bits == 16:  # Pillow writes no 16-bit colour PNG
             return _encode_png16(path, a, icc, exif)
+        if ext in (".ppm", ".pgm", ".pnm") and bits == 16:  # nor 16-bit PPM
+            return _encode_pnm16(a)
         return _encode_pillow(ext, a, icc, exif)
-    except ImageError:
+    except (ImageError, _ExifError):
         raise
     except (KeyError, ValueError, OSError) as e:
         raise ImageError(
@@ -404,18 +569,26 @@ def _encode_png16(path: Path, a: np.ndarray, icc: bytes | None, exif: bytes | No
     return _png_with_metadata(enc.tobytes(), icc, exif)
 
 
+def _encode_pnm16(a: np.ndarray) -> bytes:
+    """Binary PGM (gray) or PPM, maxval 65535, big-endian samples."""
+    h, w = a.shape[:2]
+    magic = b"P5" if a.ndim == 2 else b"P6"
+    return magic + f"\n{w} {h}\n65535\n".encode() + a.astype(">u2").tobytes()
+
+
 def _encode_pillow(ext: str, a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    fmt = Image.registered_extensions().get(ext)
     # 4:4:4 chroma: a restored image should not lose colour detail on the way out
     kwargs = {
-        ".jpg": {"quality": 95, "subsampling": 0},
-        ".jpeg": {"quality": 95, "subsampling": 0},
-        ".webp": {"lossless": True},
-    }.get(ext, {})
-    if ext in (".jpg", ".jpeg", ".png", ".webp"):  # Pillow embeds metadata only in these
+        "JPEG": {"quality": 95, "subsampling": 0},
+        "AVIF": {"quality": 95, "subsampling": "4:4:4"},
+        "WEBP": {"lossless": True},
+    }.get(fmt, {})
+    if fmt in _METADATA_FORMATS:
         kwargs |= {"icc_profile": icc} if icc else {}
         kwargs |= {"exif": exif} if exif else {}
     buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format=Image.registered_extensions().get(ext), **kwargs)
+    Image.fromarray(a).save(buf, format=fmt, **kwargs)
     return buf.getvalue()
 
 
@@ -466,7 +639,7 @@ def _tiff_with_exif(tiff: bytes, exif: bytes) -> bytes:
         block = e.tobytes(start)[len(_EXIF_HEADER) + 8 :]  # less the 8-byte TIFF header
         theirs = _ifd_entries(block, 0)
     except Exception as err:  # Pillow raises many types for damaged EXIF
-        raise ValueError(f"unreadable EXIF data ({type(err).__name__}: {err})") from None
+        raise _ExifError(f"unreadable EXIF data ({type(err).__name__}: {err})") from None
     (first,) = struct.unpack_from("<I", tiff, 4)
     ours = _ifd_entries(tiff, first)
     end = first + 2 + 12 * struct.unpack_from("<H", tiff, first)[0]

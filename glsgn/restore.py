@@ -27,7 +27,6 @@ __all__ = ["restore", "resolve_device", "tiles", "parse_memory", "choose_patch"]
 
 log = logging.getLogger(__name__)
 
-_AMP = {p: autocast_dtype(p) for p in get_args(Precision)}
 _PROBE = 256  # side of the image whose restore measures the device memory per pixel
 _MARGIN = 1.25  # headroom on the measured cost: allocator rounding, cuDNN workspaces
 
@@ -141,9 +140,8 @@ def choose_patch(
 
 
 def _autocast(dev: torch.device, precision: str):
-    if _AMP[precision] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(dev.type, dtype=_AMP[precision])
+    amp = autocast_dtype(precision)
+    return contextlib.nullcontext() if amp is None else torch.autocast(dev.type, dtype=amp)
 
 
 @torch.no_grad()
@@ -166,10 +164,11 @@ def restore(
     only). `halo` defaults to the receptive radius; below it, seams appear. `precision` 'bf16'
     / 'fp16' autocast on cuda.
     """
-    if precision not in _AMP:
-        raise ValueError(f"precision: expected one of {', '.join(_AMP)}, got {precision!r}")
+    if precision not in get_args(Precision):
+        names = ", ".join(get_args(Precision))
+        raise ValueError(f"precision: expected one of {names}, got {precision!r}")
     dev = resolve_device(device)
-    if _AMP[precision] is not None and dev.type != "cuda":
+    if autocast_dtype(precision) is not None and dev.type != "cuda":
         raise ValueError(f"precision {precision!r} (autocast) is supported on cuda only, not {dev}")
     if not isinstance(model, Streamable):
         raise TypeError(f"model: expected GLSGN or FullResNet, got {type(model).__name__}")

@@ -137,7 +137,7 @@ def _curve(model, root: Path, device: torch.device) -> tuple[float, float]:
     return tuple(float(v) for v in np.mean(scores, axis=0))
 
 
-def _autocast(precision: str, device: torch.device) -> torch.dtype | None:
+def _autocast(precision: str, device: torch.device, rank: int = 0) -> torch.dtype | None:
     """train.precision on this device. CUDA autocasts as asked; a CPU autocasts to bf16 only
     when it runs bf16 in hardware (`native_bf16`), and fp16 never (no fast CPU kernels)."""
     amp = autocast_dtype(precision)
@@ -145,13 +145,28 @@ def _autocast(precision: str, device: torch.device) -> torch.dtype | None:
         return amp
     if amp == torch.bfloat16 and native_bf16():
         return amp
-    log.info("train.precision %s: no native %s on this CPU, fp32 instead", precision, precision)
+    log.log(
+        logging.INFO if rank == 0 else logging.DEBUG,
+        "train.precision %s: no native %s on this CPU, fp32 instead",
+        precision,
+        precision,
+    )
     return None
 
 
-def _state(model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg, ema=None) -> dict:
+def _precision(amp: torch.dtype | None) -> str:
+    """The arithmetic a run computes in, in train.precision's words (fp32: no autocast)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+
+
+def _state(
+    model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg, ema=None, amp=None
+) -> dict:
     return {
         "ema": ema.state_dict() if ema is not None else None,
+        # what it computed in: train.precision falls back to fp32 on some CPUs, so a run
+        # resumed on another machine could otherwise switch arithmetic half way
+        "computes_in": _precision(amp),
         "format": "glsgn-train-state",
         "run": run,
         "step": step,
@@ -227,6 +242,13 @@ def _resume(path: Path, model, opt, sched, now: dict, ema=None) -> int:
         # (that is when DVC reruns the stage): start over rather than reuse old weights.
         log.info("%s holds a finished run: starting over", path)
         return 0
+    was, here = state.get("computes_in", "fp32"), now["computes_in"]
+    if was != here:
+        raise TrainError(
+            f"{path}: saved by a run computing in {was}, but this machine computes in {here} "
+            "(train.precision falls back to fp32 on a CPU without native bf16); resume it "
+            "where it started, or delete it to start over"
+        )
     for key in ("model_config", "train_config"):
         diffs = config_diffs(state[key], now[key])
         if diffs:
@@ -316,7 +338,7 @@ def _build(
     """The model, loss, training crops and optimiser of `run`. Built in this order, because the
     model and the loss's backbone draw their weights from torch's generator: a run at a seed
     draws the same weights every time."""
-    amp = _autocast(tcfg.precision, device)
+    amp = _autocast(tcfg.precision, device, rank)
     mcfg, lcfg = run.model_cfg, run.loss_cfg
     model = build_model(mcfg).to(device)
     if tcfg.channels_last:  # oneDNN and cuDNN convolutions are fastest in NHWC
@@ -340,7 +362,9 @@ def _build(
 
 def _run_state(p: _Parts, step: int) -> dict:
     run = p.run
-    return _state(p.model, p.opt, p.sched, step, run.name, run.seed, run.model_cfg, p.tcfg, p.ema)
+    return _state(
+        p.model, p.opt, p.sched, step, run.name, run.seed, run.model_cfg, p.tcfg, p.ema, p.amp
+    )
 
 
 def _backbone(loss_fn: GLSGNLoss) -> tuple[str, str]:
@@ -503,7 +527,7 @@ def _release(p: _Parts, root: Path, live, backbone: str, backbone_kind: str) -> 
                 "variant": run.spec.variant,
                 "steps": p.tcfg.steps,
                 "ema": p.tcfg.ema,
-                "precision": str(p.amp).removeprefix("torch.") if p.amp else "fp32",
+                "precision": _precision(p.amp),
                 "loss": dataclasses.asdict(run.loss_cfg),
                 "semantic_backbone": backbone_kind,
                 "semantic_backbone_detail": backbone,

@@ -121,6 +121,13 @@ def test_killed_run_resumes_to_the_same_weights(root, tmp_path, ema):
     train("reflection-full", params, b, stop_at=4, progress=False)
     with pytest.raises(TrainError, match="different train configuration"):
         train("reflection-full", _params(lr=1e-3, ema=ema), b, progress=False)
+    # ... nor in other arithmetic: a bf16-native CPU's state on one that falls back to fp32
+    path = b / "checkpoints/reflection-full/seed0/last.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["computes_in"] == "fp32"
+    torch.save({**state, "computes_in": "bf16"}, path)
+    with pytest.raises(TrainError, match="computing in bf16, but this machine computes in fp32"):
+        train("reflection-full", params, b, progress=False)
 
 
 def test_one_pair_is_learnt(root, tmp_path):

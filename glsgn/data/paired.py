@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..config import TASKS, PairedConfig
 from .io import ImageError, read_image
@@ -34,7 +35,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_SUFFIXES |= {".ppm", ".pgm", ".avif"}
 
 
 class PairedFolderError(ValueError):
@@ -232,10 +234,10 @@ def check_pair_size(
         )
 
 
-def check_pairs(pairs: list[Pair]) -> list[tuple[int, int]]:
+def check_pairs(pairs: list[Pair], progress: bool = False) -> list[tuple[int, int]]:
     """Decode every image; sizes (H, W) per pair, or one error listing every bad file."""
     problems, sizes = [], []
-    for p in pairs:
+    for p in tqdm(pairs, desc="check pairs", unit="pair", disable=not progress):
         shapes = []
         for f in (p.input, p.target):
             try:

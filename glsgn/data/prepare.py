@@ -195,7 +195,7 @@ def _paired(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, ba
     jobs = [(split, p) for split in SPLITS for p in splits[split]]
     for split in SPLITS:
         log.info("%s/%s: %d pairs from %s", task, split, len(splits[split]), origin[split])
-    sizes = check_pairs([p for _, p in jobs])  # every pair read before any is copied
+    sizes = check_pairs([p for _, p in jobs], bar)  # every pair read before any is copied
     manifest["splits"] = origin
     for (split, p), hw in tqdm(
         list(zip(jobs, sizes, strict=True)), desc=f"copy {task}", unit="pair", disable=not bar

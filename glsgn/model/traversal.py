@@ -100,11 +100,6 @@ class Tiling:
             if self.bar is not None:
                 self.bar.update()
 
-    def skip(self, step: Step, area: Region) -> None:
-        """A step the plan counted that this model does not run."""
-        if self.bar is not None:
-            self.bar.update(self.count(step, area))
-
     def count(self, step: Step, area: Region) -> int:
         if self.patch is None:
             return 1

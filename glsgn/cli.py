@@ -175,7 +175,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     plan = _plan(args.images, args.outdir, args.overwrite)
     _remove_stale_temporaries(args.outdir, [dst for _, dst, _ in plan if dst is not None])
     failed = done = 0
-    handlers = {s: signal.signal(s, _raise_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # a signal the caller ignores (nohup, a background job of a script) stays ignored
+    catch = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
+    handlers = {s: signal.signal(s, _raise_signal) for s in catch}
     try:
         for src, dst, problem in plan:
             if problem:

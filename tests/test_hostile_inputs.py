@@ -291,9 +291,24 @@ def test_special_files_are_refused_by_name_and_the_batch_goes_on(tmp_path, ident
 # --- signals and what a killed run leaves ----------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.fixture
+def default_signals():
+    """Python's own dispositions: a test run started in the background of a script inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+@pytest.mark.parametrize(
+    "signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_a_signal_while_writing_cleans_up_and_exits_non_zero(
-    tmp_path, identity_ckpt, monkeypatch, capsys, signum, code
+    tmp_path, identity_ckpt, monkeypatch, capsys, default_signals, signum, code
 ):
     for name in ("a.png", "b.png"):
         Image.fromarray(_u8(20, 30, 3)).save(tmp_path / name)
@@ -312,6 +327,24 @@ def test_a_signal_while_writing_cleans_up_and_exits_non_zero(
     err = capsys.readouterr().err
     assert f"stopped by {signal.Signals(signum).name}: 0 of 2 image(s) restored" in err
     assert signal.getsignal(signal.SIGTERM) is not None  # the handler was put back
+
+
+def test_a_signal_the_caller_ignores_stays_ignored(
+    tmp_path, identity_ckpt, monkeypatch, default_signals
+):
+    """`nohup glsgn restore ...`: a hang-up neither stops the batch nor loses an output."""
+    Image.fromarray(_u8(20, 30, 3)).save(tmp_path / "a.png")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    fsync = os.fsync
+
+    def fsync_then_hangup(fd):
+        fsync(fd)
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_hangup)
+    assert _cli([tmp_path / "a.png"], tmp_path / "out", identity_ckpt) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
 
 
 def test_the_next_run_removes_what_a_killed_run_left(tmp_path, identity_ckpt):

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import pydantic
 import yaml
 from pydantic import Field, Strict, model_validator
-from pydantic.fields import FieldInfo
 from typing_extensions import dataclass_transform
 
 if TYPE_CHECKING:
@@ -95,9 +93,11 @@ class ConfigError(ValueError):
 
 
 def _require(ok: bool, key: str, expected: str, value: Any) -> None:
-    """A rule the field types cannot state; `key` is relative to the section that checks it."""
+    """A rule the field types cannot state, in a `_check`. Its error is the one convention
+    `_message` reads: ValueError("KEY: MESSAGE"), KEY relative to the section checking it
+    (``local_scales[1]``, ``runs.x.task``) and MESSAGE naming the value."""
     if not ok:
-        raise ValueError(f"{key}: expected {expected}, got {value!r}")
+        raise ValueError(f"{key}: expected {expected} (got {value!r})")
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -116,102 +116,52 @@ def _ordered(cfg: _T) -> _T:
 # --- pydantic's errors, as messages that name the key -----------------------------------------
 
 
-def _unwrap(tp: Any) -> tuple[Any, dict]:
-    """A type without its Annotated metadata, and its constraints ({"ge": 1, "le": 4096})."""
-    if typing.get_origin(tp) is not Annotated:
-        return tp, {}
-    tp, *meta = typing.get_args(tp)
-    items = [m for x in meta for m in (x.metadata if isinstance(x, FieldInfo) else [x])]
-    keys = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
-    return tp, {k: getattr(m, k) for m in items for k in keys if getattr(m, k, None) is not None}
+def _keys(cls: Any, loc: tuple) -> str:
+    """The keys of the section holding `loc`'s last key, section `cls` at loc ()."""
+    items = iter(loc[:-1])
+    for item in items:
+        tp = cls.__pydantic_fields__[item].annotation
+        if typing.get_origin(tp) is dict:
+            next(items, None)  # a key of the mapping, whose values are one section
+        found = [tp]
+        for t in found:  # the section in X, X | None, dict[K, X]
+            found += typing.get_args(t)
+        cls = next(t for t in found if isinstance(t, type) and dataclasses.is_dataclass(t))
+    return ", ".join(cls.__pydantic_fields__)
 
 
-def _bounds(c: dict) -> str:
-    """' in [1, 4096]', ' in (0, 1]', ' >= 2', ' matching ^cuda:\\d+$' or ''."""
-    lo, hi = c.get("ge", c.get("gt")), c.get("le", c.get("lt"))
-    if lo is not None and hi is not None:
-        return f" in {'(' if 'gt' in c else '['}{lo}, {hi}{')' if 'lt' in c else ']'}"
-    if lo is not None:
-        return f" {'>' if 'gt' in c else '>='} {lo}"
-    return f" matching {c['pattern']}" if "pattern" in c else ""
+def _message(error: pydantic.ValidationError, cls: type, prefix: str, data: Any) -> str:
+    """Each error of `error` as "KEY.PATH: MESSAGE (got VALUE)", on one line, "; "-joined.
 
-
-_WORDS = {
-    int: ("an int", "integers"),
-    float: ("a number", "numbers"),
-    bool: ("true or false", "booleans"),
-    str: ("a string", "strings"),
-}
-
-
-def _describe(tp: Any, many: bool = False) -> str:
-    """A type in words: 'an int in [1, 4096]', 'a list of 2 numbers', 'null or a string'."""
-    tp, c = _unwrap(tp)
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        words = ", ".join(map(repr, args))
-        return f"values among {words}" if many else f"one of {words}" if len(args) > 1 else words
-    if origin in (Union, types.UnionType):
-        return " or ".join(sorted((_describe(a) for a in args), key=lambda d: d != "null"))
-    if origin is tuple:
-        lo, hi = c.get("min_length"), c.get("max_length")
-        n = f"{len(args)} " if args[-1] is not Ellipsis else f"{lo} to {hi} " if hi else ""
-        return f"a {'non-empty ' if lo and not hi else ''}list of {n}{_describe(args[0], True)}"
-    if tp is type(None):
-        return "null"
-    if origin is dict or dataclasses.is_dataclass(tp):
-        return "a non-empty mapping" if c.get("min_length") else "a mapping"
-    return _WORDS.get(tp, (str(tp),) * 2)[many] + _bounds(c)
-
-
-def _at(cls: type, loc: tuple, key: str) -> tuple[str, Any, type]:
-    """An error's key path (``model.widths[1]``), the type there and the section holding it."""
-    tp = owner = key_type = cls
-    for item in loc:
-        base = _unwrap(tp)[0]
-        if typing.get_origin(base) in (Union, types.UnionType):
-            members = [a for a in typing.get_args(base) if a is not type(None)]
-            if len(members) > 1:
-                break  # the rest of loc names a member of the union, not a key
-            base = _unwrap(members[0])[0]
-        origin, args = typing.get_origin(base), typing.get_args(base)
-        if item == "[key]":  # a mapping's key, itself of the wrong type
-            tp = key_type
-        elif origin is tuple:
-            key, tp = f"{key}[{item}]", args[0] if args[-1] is Ellipsis else args[item]
-        elif origin is dict or dataclasses.is_dataclass(base):
-            key = f"{key}.{item}" if key else str(item)
-            if origin is dict:
-                key_type, tp = args
-            else:
-                owner, tp = base, typing.get_type_hints(base, include_extras=True).get(item)
-        else:
-            break
-    return key, tp, owner
-
-
-def _message(error: pydantic.ValidationError, cls: type, prefix: str) -> str:
-    """Every error of `error`, each naming its key and value, on one line."""
-    errors, lines = error.errors(), []
-    locs = [e["loc"] for e in errors]
+    KEY.PATH is the error's loc under `prefix`, read along the input `data`: a mapping's key
+    as ``.key``, a list's index as ``[i]``; the rest of loc names a union's member (whose
+    errors are joined by "or") or a mapping's key of the wrong type. MESSAGE is pydantic's;
+    an unknown key's lists the section's keys; a `_check` rule's is its own (`_require`)."""
+    errors, found = error.errors(), {}
     for e in errors:
-        n = len(e["loc"])
-        if any(len(loc) > n and loc[:n] == e["loc"] for loc in locs):
-            continue  # a list is too short once its bad items are dropped: say which ones
-        key, tp, owner = _at(cls, e["loc"], prefix)
-        if e["type"] == "value_error":  # from a `_check`: "KEY: ...", KEY relative to loc
-            text = str(e["ctx"]["error"])
-            line = f"{key}.{text}" if key else text
-        elif e["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-            names = ", ".join(f.name for f in dataclasses.fields(owner))
-            line = f"{key}: unknown key (expected one of: {names})"
-        elif tp is None:
-            line = f"{key}: {e['msg']}"
-        else:
-            line = f"{key}: expected {_describe(tp)}, got {e['input']!r}"
-        if line not in lines:  # each member of a union reports the same key
-            lines.append(line)
-    return "; ".join(lines)
+        loc, kind = e["loc"], e["type"]
+        if kind == "too_short" and any(f["loc"][: len(loc)] == loc != f["loc"] for f in errors):
+            continue  # a list too short once its bad items are dropped: those are named
+        key, value = prefix, data
+        for item in loc:
+            if isinstance(value, (list, tuple)) and isinstance(item, int):
+                key, value = f"{key}[{item}]", value[item] if item < len(value) else None
+            elif isinstance(value, dict) and item != "[key]":
+                key, value = f"{key}.{item}" if key else str(item), value.get(item)
+            else:
+                break
+        msg, got = e["msg"], f" (got {e['input']!r})"
+        if kind == "value_error":  # "KEY: MESSAGE" from `_require`
+            rel, _, msg = str(e["ctx"]["error"]).partition(": ")
+            key, got = f"{key}.{rel}" if key else rel, ""
+        elif kind in ("unexpected_keyword_argument", "extra_forbidden"):
+            msg = f"unknown key, expected one of {_keys(cls, loc)}"
+        elif kind == "missing":
+            got = ""
+        msgs = found.setdefault(key, ([], got))[0]
+        if msg not in msgs:
+            msgs.append(msg)
+    return "; ".join(f"{key}: {' or '.join(msgs)}{got}" for key, (msgs, got) in found.items())
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
@@ -223,13 +173,17 @@ def _section(key: str) -> Callable[[type[_T]], type[_T]]:
         config = pydantic.ConfigDict(extra="forbid")
         cls = pydantic.dataclasses.dataclass(frozen=True, config=config)(cls)
         validate = cls.__init__
+        names = [f.name for f in dataclasses.fields(cls)]
 
         @functools.wraps(validate)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            if len(args) <= len(names) and not kwargs.keys() & set(names[: len(args)]):
+                kwargs = {**dict(zip(names, args, strict=False)), **kwargs}  # errors name keys
+                args = ()
             try:
                 validate(self, *args, **kwargs)
             except pydantic.ValidationError as e:
-                raise ConfigError(_message(e, cls, key)) from None
+                raise ConfigError(_message(e, cls, key, kwargs)) from None
 
         cls.__init__ = __init__  # type: ignore[method-assign]
         return cls
@@ -342,10 +296,10 @@ def parse_memory(text: str | int | None) -> int | None:
             value = float(num) * units[t[len(num) :]]
         except (KeyError, ValueError):
             raise ValueError(
-                f"max_memory: expected a size like 2GB or 512MB, got {text!r}"
+                f"max_memory: expected a size like 2GB or 512MB (got {text!r})"
             ) from None
     if value <= 0:
-        raise ValueError(f"max_memory: expected a positive size, got {text!r}")
+        raise ValueError(f"max_memory: expected a positive size (got {text!r})")
     return int(value)
 
 
@@ -762,11 +716,11 @@ class Params:
 def from_dict(cls: type[_T], data: dict | None, prefix: str = "") -> _T:
     """Build and validate section `cls` from a plain mapping (YAML or a checkpoint)."""
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping (got {data!r})")
     try:
         return pydantic.TypeAdapter(cls).validate_python(data or {})
     except pydantic.ValidationError as e:
-        raise ConfigError(_message(e, cls, prefix)) from None
+        raise ConfigError(_message(e, cls, prefix, data or {})) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -779,7 +733,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level (got a {type(data).__name__})"
+        )
     try:
         return from_dict(Params, data)
     except ConfigError as e:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
-from glsgn.config import TASKS, load_params
+from glsgn.config import load_params
 from glsgn.data import synthesis
 from glsgn.data.io import read_image
 from glsgn.data.prepare import synthesize_sample
@@ -41,21 +42,17 @@ def main() -> None:
     cfg = dataclasses.replace(load_params(ROOT / "params.yaml").data, size=(h, w))
     scale = cfg.scale(h, w)
     photo = ("coffee.png", read_image(ROOT / "assets/starter/coffee.png").rgb)
-    scene = dead_leaves(h, w, 1, cfg.scenes)
-    clean = scene.image
-    other = dead_leaves(h, w, 2, cfg.scenes).image
-    degrade = {
-        "reflection": lambda: synthesis.reflection(clean, other, 0, cfg.reflection, scale),
-        "rain": lambda: synthesis.rain(clean, 0, cfg.rain, scale),
-        "haze": lambda: synthesis.haze(clean, 0, cfg.haze, scene.depth),
-    }
+    scene, other = dead_leaves(h, w, 1, cfg.scenes), dead_leaves(h, w, 2, cfg.scenes)
+    second = synthesis.Clean(other.image, other.depth, scale, "scene 2", None)
+    clean = synthesis.Clean(scene.image, scene.depth, scale, "scene 1", lambda: second)
     rows = [
         ("dead-leaves scene", "-", _best(lambda: dead_leaves(h, w, 3, cfg.scenes), args.repeats))
     ]
-    for task in TASKS:
-        rows.append((task, "degradation only", _best(degrade[task], args.repeats)))
+    for task, d in synthesis.DEGRADATIONS.items():
+        degrade = functools.partial(d.fn, clean, 0, cfg.degradation(task))
+        rows.append((task, "degradation only", _best(degrade, args.repeats)))
         for src, frac in (("photo", 0.0), ("scene", 1.0)):
-            c = dataclasses.replace(cfg, scene_fraction=frac)
+            c = dataclasses.replace(cfg, scene_fraction=frac, tasks={task: {}})
             sec = _best(lambda t=task, c=c: synthesize_sample(t, c, [photo], 5), args.repeats)
             rows.append((task, f"whole sample from a {src}", sec))
     print(f"\nsynthesis at {w}x{h} (best of {args.repeats}), seconds per pair\n")

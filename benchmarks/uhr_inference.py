@@ -45,8 +45,8 @@ from glsgn.config import (
     benchmark_size,
     load_params,
     parse_memory,
-    variant_configs,
 )
+from glsgn.variants import variant_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 

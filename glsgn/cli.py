@@ -2,6 +2,10 @@
 
 glsgn restore IMAGES... -o OUTDIR --checkpoint CKPT
 glsgn prepare TASK            (the prepare@TASK stage of dvc.yaml)
+glsgn train RUN --seed S      (train@..., under torchrun when train.nproc > 1)
+glsgn evaluate RUN --seed S   (evaluate@...)
+glsgn ablate                  (the ablation stage: reports/ablation.json)
+glsgn profile DIR             (a profile's params.yaml and dvc.yaml from DIR/profile.yaml)
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +28,6 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import (
-    TASKS,
     ConfigError,
     ModelConfig,
     Precision,
@@ -34,6 +38,7 @@ from .config import (
 from .data.io import ImageError, read_image, write_image
 from .data.paired import PairedFolderError
 from .restore import resolve_device, restore
+from .variants import architecture
 
 log = logging.getLogger("glsgn")
 
@@ -98,23 +103,36 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="the prepare@TASK stage: synthesise or check pairs into data/prepared/TASK",
     )
-    d.add_argument("task", choices=list(TASKS))
+    d.add_argument("task", help="a task of data.tasks in params.yaml")
     d.add_argument("--params", type=Path, default=Path("params.yaml"))
     d.add_argument("--raw", type=Path, default=Path("data/raw"), help="starter set or pairs")
     d.add_argument("--out", type=Path, default=None, help="default: data/prepared/TASK")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="the train@RUN-SEED stage (runs under torchrun too)")
-    t.add_argument("run", help="a key of train.runs in params.yaml, e.g. reflection-full")
+    t.add_argument("run", help="a run TASK-VARIANT that params.yaml makes, e.g. reflection-full")
     t.add_argument("--seed", type=int, help="the training seed (default: the first of train.seeds)")
     t.add_argument("--params", type=Path, default=Path("params.yaml"))
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("evaluate", help="the evaluate@RUN-SEED stage: full-resolution test metrics")
-    e.add_argument("run", help="a key of train.runs in params.yaml")
+    e.add_argument("run", help="a run TASK-VARIANT that params.yaml makes")
     e.add_argument("--seed", type=int, help="the model's training seed (default: the first)")
     e.add_argument("--params", type=Path, default=Path("params.yaml"))
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    a = sub.add_parser("ablate", help="the ablation stage: every variant against full, per task")
+    a.add_argument("--params", type=Path, default=Path("params.yaml"))
+    a.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    a.add_argument("--out", type=Path, default=Path("reports/ablation.json"))
+
+    f = sub.add_parser(
+        "profile",
+        help="write DIR/params.yaml and DIR/dvc.yaml: params.yaml with DIR/profile.yaml's "
+        "differences, and the main pipeline's stages for DIR",
+    )
+    f.add_argument("dir", type=Path, help="the profile's folder (evidence, evidence/gpu, gpu)")
+    f.add_argument("--check", action="store_true", help="only say whether they are current")
     return p
 
 
@@ -255,7 +273,7 @@ def _log_checkpoint(
     log.info(
         "checkpoint %s: %s, widths %s, trained with glsgn %s; device %s, precision %s, patch %s%s",
         path,
-        cfg.variant,
+        architecture(cfg),
         list(cfg.widths),
         meta["versions"].get("glsgn"),
         device,
@@ -356,6 +374,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .losses import BackboneError
     from .train import TrainError, train
 
+    try:
+        nproc = load_params(args.params).train.nproc
+    except ConfigError as e:
+        print(f"glsgn train: error: {e}", file=sys.stderr)
+        return 2
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # train.nproc: this same command under torchrun, one process per GPU (gloo on a CPU)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        cmd += [f"--nproc_per_node={nproc}", "-m", "glsgn", "train", args.run]
+        cmd += (
+            ["--params", str(args.params), "--quiet"]
+            if args.quiet
+            else ["--params", str(args.params)]
+        )
+        cmd += [] if args.seed is None else ["--seed", str(args.seed)]
+        log.info("train.nproc %d: %s", nproc, " ".join(cmd))
+        return subprocess.run(cmd, check=False).returncode
     return _stage(
         "train",
         lambda: train(args.run, load_params(args.params), seed=args.seed, progress=not args.quiet),
@@ -375,6 +410,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .results import ablation, write_ablation
+
+    def work() -> None:
+        table = ablation(load_params(args.params), args.metrics_dir)
+        write_ablation(table, args.out)
+        held = sum(r.holds for r in table)
+        log.info("ablation: %d contrasts, %d hold; %s", len(table), held, args.out)
+
+    return _stage("ablate", work, (ConfigError, FileNotFoundError))
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profiles import write_profile
+
+    try:
+        stale = write_profile(args.dir, check=args.check)
+    except ConfigError as e:
+        print(f"glsgn profile: error: {e}", file=sys.stderr)
+        return 2
+    for path in stale:
+        print(f"{path} is out of date: run glsgn profile {args.dir}" if args.check else path)
+    return 1 if args.check and stale else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -387,5 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepare": cmd_prepare,
         "train": cmd_train,
         "evaluate": cmd_evaluate,
+        "ablate": cmd_ablate,
+        "profile": cmd_profile,
     }
     return commands[args.command](args)

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -35,12 +35,12 @@ __all__ = [
     "BenchmarkConfig",
     "BENCHMARK_SIZES",
     "benchmark_size",
-    "RunSpec",
-    "TASKS",
+    "TaskConfig",
     "PairedConfig",
-    "Variant",
-    "VARIANTS",
-    "variant_configs",
+    "FiguresConfig",
+    "section",
+    "Range",
+    "ordered",
     "Params",
     "Precision",
     "Device",
@@ -67,9 +67,6 @@ Steps = Annotated[Int, Field(ge=1, le=10**8)]
 Weight = Annotated[Float, Field(ge=0, le=1000)]
 Stages = Annotated[tuple[Annotated[Int, Field(ge=0, le=8)], ...], Field(min_length=1)]
 
-# The paper's three tasks, and low light (UHD-LL, UHD-LOL4K) for real paired data
-Task = Literal["reflection", "rain", "haze", "lowlight"]
-TASKS = typing.get_args(Task)
 Precision = Literal["fp32", "bf16", "fp16"]  # autocast; fp32: none
 # cuda:N too, as `glsgn restore --device` takes it
 Device = Literal["auto", "cpu", "cuda"] | Annotated[Str, Field(pattern=r"^cuda:\d+$")]
@@ -90,6 +87,10 @@ def autocast_dtype(precision: Precision) -> torch.dtype | None:
 
 class ConfigError(ValueError):
     """A parameter is unknown, of the wrong type or out of range; the message names the key."""
+
+
+def _known(names: Any) -> str:
+    return f"one of {', '.join(names)}"
 
 
 def _require(ok: bool, key: str, expected: str, value: Any) -> None:
@@ -258,18 +259,6 @@ class ModelConfig:
         """Patch origins and sizes at every pathway's scale are multiples of this (stride 2)."""
         return max(2, 2 ** (len(self.widths) - 1))
 
-    @property
-    def variant(self) -> str:
-        """The architecture these switches build, named as in `VARIANTS` ('full' when no block
-        is switched off; several names joined by '+')."""
-        matches = [
-            name
-            for name, v in VARIANTS.items()
-            if v.model and all(getattr(self, k) == value for k, value in v.model.items())
-        ]
-        baseline = [n for n in matches if VARIANTS[n].group == "baseline"]
-        return "+".join(baseline or matches) or "full"
-
 
 def parse_memory(text: str | int | None) -> int | None:
     """'2GB', '1.5G', '512MB', '800M' or a number of bytes -> bytes (None stays None)."""
@@ -333,54 +322,6 @@ class ScenesConfig:
     coverage: Annotated[Float, Field(ge=0.5, le=10)] = 3.0
 
 
-@_section("data.reflection")
-class ReflectionConfig:
-    """Reflection synthesis after Zhang et al. 2018 / ERRNet; pixels at data.reference_size."""
-
-    sigma: Range(0.0, 100.0) = (1.0, 5.0)  # Gaussian blur of the reflection layer
-    strength: Range(0.0, 1.0) = (0.4, 1.0)  # scale of the reflection layer
-
-    _check = model_validator(mode="after")(_ordered)
-
-
-@_section("data.rain")
-class RainConfig:
-    """Rain streak layers, motion-blurred; pixels and densities at data.reference_size."""
-
-    layers: Range(1, 16, Int) = (2, 4)  # number of streak layers
-    density: Range(0.0, 1e5) = (150.0, 600.0)  # streaks per megapixel of the reference-size image
-    length: Range(1.0, 1000.0) = (15.0, 45.0)  # streak length, pixels
-    width: Range(0.25, 50.0) = (1.0, 2.5)  # streak width, pixels
-    angle: Range(-80.0, 80.0) = (-20.0, 20.0)  # degrees from vertical, clockwise
-    jitter: Annotated[Float, Field(ge=0, le=45)] = 3.0  # angle spread between layers, degrees
-    brightness: Range(0.0, 1.0) = (0.25, 0.6)
-
-    _check = model_validator(mode="after")(_ordered)
-
-
-@_section("data.haze")
-class HazeConfig:
-    """Atmospheric scattering I = J t + A (1 - t), t = exp(-beta d), depth d in [0, 1]."""
-
-    beta: Range(0.0, 10.0) = (0.8, 2.5)  # scattering coefficient
-    airlight: Range(0.0, 1.0) = (0.7, 1.0)  # atmospheric light A
-    tint: Annotated[Float, Field(ge=0, le=0.5)] = 0.05  # per-channel spread of A around grey
-
-    _check = model_validator(mode="after")(_ordered)
-
-
-@_section("data.lowlight")
-class LowLightConfig:
-    """Under-exposure: I = k J^gamma + noise, noise variance read^2 + shot * k J^gamma."""
-
-    exposure: Range(0.001, 1.0) = (0.05, 0.3)  # k
-    gamma: Range(0.2, 5.0) = (1.0, 2.0)
-    read_noise: Range(0.0, 0.2) = (0.0, 0.02)  # standard deviation, in [0, 1] units
-    shot_noise: Range(0.0, 0.1) = (0.0, 0.01)  # variance per unit of signal
-
-    _check = model_validator(mode="after")(_ordered)
-
-
 @_section("data.splits")
 class SplitsConfig:
     """Number of image pairs per split (synthetic data)."""
@@ -390,23 +331,10 @@ class SplitsConfig:
     test: Annotated[Int, Field(ge=1, le=100000)] = 2
 
 
-Source = Literal["synthetic", "paired"]
-
-
-@_section("data.source")
-class SourcesConfig:
-    """Where each task's pairs come from: synthesised here, or a paired folder in data/raw."""
-
-    reflection: Source = "synthetic"
-    rain: Source = "synthetic"
-    haze: Source = "synthetic"
-    lowlight: Source = "synthetic"
-
-
 Folder = Annotated[Str, Field(min_length=1)]
 
 
-@_section("data.paired.TASK.splits")
+@_section("data.tasks.TASK.paired.splits")
 class SplitFoldersConfig:
     """Each split's folder under the dataset's root ("." the root itself); null for val or
     test: drawn from train (`PairedConfig.val_fraction`, `test_fraction`)."""
@@ -416,7 +344,7 @@ class SplitFoldersConfig:
     test: Folder | None = "test"
 
 
-@_section("data.paired.TASK")
+@_section("data.tasks.TASK.paired")
 class PairedConfig:
     """A paired dataset as it ships: data/raw/ROOT/SPLIT/{INPUT,TARGET} (README "Real paired
     data" has one recipe per dataset)."""
@@ -463,119 +391,102 @@ class PairedConfig:
         return self
 
 
-def _default_paired() -> dict[Task, PairedConfig]:
-    return {t: PairedConfig() for t in TASKS}
+Name = Annotated[Str, Field(pattern=r"^[A-Za-z0-9_]+$")]  # a task, term or variant: no '-'
+
+
+@_section("data.tasks.TASK")
+class TaskConfig:
+    """A task: a degradation synthesised over the clean images, or a paired dataset."""
+
+    # a name of glsgn/data/synthesis.py's DEGRADATIONS; null: the task's own name
+    degradation: Name | None = None
+    paired: PairedConfig | None = None  # a dataset in data/raw instead (README "Your own data")
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskConfig:
+        both = self.degradation is not None and self.paired is not None
+        _require(not both, "paired", "null with a degradation (a task is one or the other)", "..")
+        return self
+
+
+def _default_tasks() -> dict[str, TaskConfig]:
+    return {t: TaskConfig() for t in ("reflection", "rain", "haze")}
 
 
 @_section("data")
 class DataConfig:
     """Dataset preparation (prepare@task stages)."""
 
-    tasks: tuple[Task, ...] = ("reflection", "rain", "haze")  # the paper's three
+    # name: {} synthesises the degradation of that name, {degradation: NAME} another,
+    # {paired: {...}} reads a dataset in data/raw
+    tasks: Annotated[dict[Name, TaskConfig], Field(min_length=1)] = field(
+        default_factory=_default_tasks
+    )
     size: tuple[Side, Side] = (128, 224)  # H, W of synthetic pairs; paper profile: 2160, 3840
     reference_size: Side = 1024  # long side at which synthesis pixel sizes are given
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     # share of clean images that are dead-leaves scenes
     scene_fraction: Annotated[Float, Field(ge=0, le=1)] = 0.5
     seed: Seed = 0
-    source: SourcesConfig = field(default_factory=SourcesConfig)
-    paired: dict[Task, PairedConfig] = field(default_factory=_default_paired)  # source paired
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
-    reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
-    rain: RainConfig = field(default_factory=RainConfig)
-    haze: HazeConfig = field(default_factory=HazeConfig)
-    lowlight: LowLightConfig = field(default_factory=LowLightConfig)
+    # each degradation's settings (its section in glsgn/data/synthesis.py); defaults there
+    degradations: dict[Name, dict[Str, Any]] = field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        _require(len(set(self.tasks)) == len(self.tasks), "tasks", "no repeats", list(self.tasks))
+        from .data.synthesis import DEGRADATIONS  # numpy and OpenCV: only when validating
+
+        for name in self.degradations:
+            _require(name in DEGRADATIONS, f"degradations.{name}", _known(DEGRADATIONS), name)
+        for task in self.tasks:
+            name = self.task(task).degradation
+            if name is not None:
+                _require(
+                    name in DEGRADATIONS, f"tasks.{task}.degradation", _known(DEGRADATIONS), name
+                )
+                self.degradation(name)  # its errors name data.degradations.NAME
         return self
 
-    def paired_of(self, task: str) -> PairedConfig:
-        """`data.paired.TASK`, its defaults when params.yaml does not name the task."""
-        return self.paired.get(task, PairedConfig())
+    def task(self, name: str) -> TaskConfig:
+        """`data.tasks.NAME`, its degradation named (the task's own name when not given)."""
+        t = self.tasks[name]
+        if t.paired is None and t.degradation is None:
+            return TaskConfig(degradation=name)
+        return t
+
+    def degradation(self, name: str) -> Any:
+        """The settings of degradation `name`: data.degradations.NAME over its defaults."""
+        from .data.synthesis import DEGRADATIONS
+
+        settings = DEGRADATIONS[name].settings
+        if settings is None:
+            return None
+        return from_dict(settings, self.degradations.get(name), f"data.degradations.{name}")
 
     def scale(self, h: int, w: int) -> float:
         """Factor from reference-size pixels to pixels of an h x w image."""
         return max(h, w) / self.reference_size
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One row of the ablation table: what a variant changes, relative to `full`."""
-
-    group: Literal["reference", "term", "block", "baseline"]
-    what: str  # one line, for tables and logs
-    model: dict = field(default_factory=dict)  # ModelConfig fields it sets
-    loss: dict = field(default_factory=dict)  # LossConfig fields it sets
-
-
-# The ablation table, read by training, evaluation, the figures, the benchmark and the tests.
-# Each row changes one thing: a term-only row sets one weight to 0 and keeps every block; a
-# block-only row removes one block and keeps every term that still applies; the baselines
-# are single full-resolution networks of GLSGN's parameter count or of its MACs per pixel.
-VARIANTS: dict[str, Variant] = {
-    "full": Variant("reference", "GLSGN with every pathway, block and term"),
-    "no_content": Variant("term", "low-level content term off", loss={"content": 0.0}),
-    "no_attention": Variant("term", "perceptual attention term off", loss={"attention": 0.0}),
-    "no_intensity": Variant("term", "restoring intensity term off", loss={"intensity": 0.0}),
-    "no_semantic": Variant("term", "high-level semantic term off", loss={"semantic": 0.0}),
-    "no_pac": Variant(
-        "block",
-        "PAC blocks removed (no A_i: the attention term has nothing to compare)",
-        model={"pac": False},
-    ),
-    "no_pyramid": Variant(
-        "block", "no Laplacian-pyramid fusion: B_out = B_1", model={"pyramid": False}
-    ),
-    "global_only": Variant("block", "the global pathway alone", model={"local_pathways": False}),
-    "local_only": Variant("block", "the local pathways alone", model={"global_pathway": False}),
-    "fullres": Variant(
-        "baseline",
-        "one full-resolution U-Net of GLSGN's parameter count",
-        model={"arch": "fullres", "fullres_match": "params"},
-    ),
-    "fullres_flops": Variant(
-        "baseline",
-        "one full-resolution U-Net of GLSGN's MACs per pixel",
-        model={"arch": "fullres", "fullres_match": "macs"},
-    ),
-}
-
-
-def variant_configs(params: Params, variant: str) -> tuple[ModelConfig, LossConfig]:
-    """The model and loss configs of `variant`: params.yaml's `model` and `loss`, changed as
-    its row of `VARIANTS` says."""
-    if variant not in VARIANTS:
-        raise ConfigError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
-    v = VARIANTS[variant]
-    return dataclasses.replace(params.model, **v.model), dataclasses.replace(params.loss, **v.loss)
-
-
-@_section("run")
-class RunSpec:
-    """One training run of the pipeline: a task and a variant (full, an ablation, a baseline)."""
-
-    task: Task = "reflection"
-    variant: Str = "full"
-
-    @model_validator(mode="after")
-    def _check(self) -> RunSpec:
-        _require(self.variant in VARIANTS, "variant", f"one of {', '.join(VARIANTS)}", self.variant)
-        return self
-
-
-def _default_runs() -> dict[str, RunSpec]:
-    runs = {f"reflection-{v}": RunSpec("reflection", v) for v in VARIANTS}
-    runs.update({f"{t}-full": RunSpec(t, "full") for t in ("rain", "haze")})
-    return runs
-
-
 @_section("train")
 class TrainConfig:
     """The training recipe (train@run stages)."""
 
-    runs: Annotated[dict[Str, RunSpec], Field(min_length=1)] = field(default_factory=_default_runs)
+    # Which runs train (glsgn/variants.py): TASK-full on every task; each block or baseline
+    # variant of `variants` on each of `variant_tasks`; no_TERM of every loss.consistency term
+    # on each of `term_tasks` (train, train-variant, train-term stages of dvc.yaml)
+    variants: tuple[Name, ...] = (
+        "no_pac",
+        "no_pyramid",
+        "global_only",
+        "local_only",
+        "fullres",
+        "fullres_flops",
+    )
+    variant_tasks: tuple[Name, ...] = ()  # none by default: params.yaml names reflection
+    term_tasks: tuple[Name, ...] = ()
+    # processes per run: >1 launches torchrun (DDP: one per GPU, or gloo on a CPU)
+    nproc: Annotated[Int, Field(ge=1, le=1024)] = 1
     steps: Steps = 80
     batch_size: Annotated[Int, Field(ge=1, le=4096)] = 2
     # full-resolution crop side (a multiple of the model's pad_multiple); null: the whole
@@ -605,9 +516,10 @@ class TrainConfig:
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        for name in self.runs:
-            ok = bool(name) and all(c.isalnum() or c in "-_" for c in name)
-            _require(ok, "runs", "run names of letters, digits, '-' and '_'", name)
+        from .variants import BLOCKS  # the block and baseline rows of the ablation table
+
+        for i, v in enumerate(self.variants):
+            _require(v in BLOCKS, f"variants[{i}]", _known(BLOCKS), v)
         _require(self.lr_min <= self.lr, "lr_min", "in [0, train.lr]", self.lr_min)
         _require(
             len(set(self.seeds)) == len(self.seeds),
@@ -625,14 +537,29 @@ class LossConfig:
     reconstruction: Weight = 1.0  # L1 of B_out against the target
     pathway_global: Weight = 0.5  # L1 of B_g against the target at the global scale
     pathway_local: Weight = 0.5  # L1 of what each B_i gives the pyramid (B_1, B_2: their bands)
-    content: Weight = 0.1  # low-level content consistency
-    attention: Weight = 0.05  # perceptual attention consistency
-    intensity: Weight = 0.1  # restoring intensity consistency
-    semantic: Weight = 0.05  # high-level semantic consistency (frozen timm backbone)
-    backbone: Str = "resnet18"  # timm model name
+    # each consistency term of glsgn/losses.py (CONSISTENCY) by name: its weight (0: off);
+    # defaults there. Every term listed also trains its no_TERM ablation (train.term_tasks)
+    consistency: dict[Name, Weight] = field(default_factory=lambda: _consistency_defaults())
+    backbone: Str = "resnet18"  # timm model name (the semantic term)
     backbone_layers: Stages = (1, 2)  # timm feature stages (out_indices)
     backbone_weights: Str | None = None  # a local weights file, "hub" (timm's cache/download)
     allow_random_backbone: Bool = True  # with no weights: random init, recorded in metrics
+
+
+def _consistency_defaults() -> dict[str, float]:
+    # The names are checked where the terms run (GLSGNLoss): reading params.yaml, as every
+    # stage does, imports no torch model code.
+    from .losses import CONSISTENCY
+
+    return {name: term.weight for name, term in CONSISTENCY.items()}
+
+
+@_section("figures")
+class FiguresConfig:
+    """What the attention and qualitative figures show."""
+
+    # a GLSGN run with the global pathway, PAC and the pyramid; null: the first task's full
+    run: Str | None = None
 
 
 @_section("evaluate")
@@ -700,17 +627,25 @@ class Params:
     loss: LossConfig = field(default_factory=LossConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
 
     @model_validator(mode="after")
     def _check(self) -> Params:
-        for name, run in self.train.runs.items():
-            _require(
-                run.task in self.data.tasks,
-                f"train.runs.{name}.task",
-                f"a task of data.tasks ({', '.join(self.data.tasks)})",
-                run.task,
-            )
+        from .variants import BLOCKS, runs
+
+        tasks = f"a task of data.tasks ({', '.join(self.data.tasks)})"
+        for key in ("variant_tasks", "term_tasks"):
+            for i, task in enumerate(getattr(self.train, key)):
+                _require(task in self.data.tasks, f"train.{key}[{i}]", tasks, task)
+        figure = runs(self).get(self.figure_run)
+        ok = figure is not None and figure.variant not in BLOCKS
+        _require(ok, "figures.run", "a run of GLSGN with every block", self.figure_run)
         return self
+
+    @property
+    def figure_run(self) -> str:
+        """The run the attention and qualitative figures show (figures.run)."""
+        return self.figures.run or f"{next(iter(self.data.tasks))}-full"
 
 
 def from_dict(cls: type[_T], data: dict | None, prefix: str = "") -> _T:
@@ -740,3 +675,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return from_dict(Params, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+# For sections declared beside the code they configure (a degradation's settings).
+section, ordered = _section, _ordered

@@ -121,21 +121,25 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 def _summary(
     rows: list[dict], run: Run, device: torch.device, meta: dict, lp_note: str, crop_border: int
-) -> dict:
-    return {
+) -> tuple[dict, dict]:
+    """(the scores: the stage's DVC metric, one row of `dvc metrics show`; what they were
+    measured on and how: the record beside them)."""
+    scores = {
         "psnr": _mean(rows, "psnr"),
         "ssim": _mean(rows, "ssim"),
         "psnr_y": _mean(rows, "psnr_y"),
         "ssim_y": _mean(rows, "ssim_y"),
+        "lpips": _mean(rows, "lpips"),
+        "seconds_per_image": _mean(rows, "seconds"),
+        "peak_memory_mb": float(max(r["peak_memory_mb"] for r in rows)),
+    }
+    return scores, {
         "conventions": {
             "psnr, ssim": "RGB floats in [0, 1], no crop; SSIM 7x7 uniform window per channel",
             "psnr_y, ssim_y": f"8-bit BT.601 luma Y, {crop_border}-px border cut; "
             "SSIM 11-tap Gaussian (sigma 1.5), as BasicSR",
         },
-        "lpips": _mean(rows, "lpips"),
         "lpips_note": lp_note,
-        "seconds_per_image": _mean(rows, "seconds"),
-        "peak_memory_mb": float(max(r["peak_memory_mb"] for r in rows)),
         "peak_memory_kind": _peak_kind(device),
         "n_images": len(rows),
         "run": run.name,
@@ -149,11 +153,12 @@ def _summary(
     }
 
 
-def _write(root: Path, run: Run, metrics: dict, rows: list[dict]) -> None:
-    """The means (the stage's metrics file) and every image's row (its per-image .csv)."""
+def _write(root: Path, run: Run, scores: dict, record: dict, rows: list[dict]) -> None:
+    """The means (the stage's metrics file), their record and every image's row (.csv)."""
     (root / run.paths.metrics).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(root / run.paths.metrics) as f:
-        f.write((json.dumps(metrics, indent=1) + "\n").encode())
+    for path, data in ((run.paths.metrics, scores), (run.paths.record, record)):
+        with atomic_write(root / path) as f:
+            f.write((json.dumps(data, indent=1) + "\n").encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -170,7 +175,8 @@ def evaluate(
     progress: bool = True,
 ) -> dict:
     """Evaluate run `name` at `seed` (models/RUN/seedSEED.pt) on its task's test split; writes
-    the means (metrics/RUN/seedSEED.json) and every image's metrics (.csv); returns the means."""
+    the means (metrics/RUN/seedSEED.json), what they were measured on (.record.json) and every
+    image's metrics (.csv); returns the means and the record in one mapping."""
     run = Run.of(params, name, seed)
     device = resolve_device(params.evaluate.device)
     start(run, "evaluate", device)
@@ -197,8 +203,9 @@ def evaluate(
         rows.append(row)
         if i < params.evaluate.keep_images:
             write_image(keep_dir / f"{item['name']}.png", restored)
-    metrics = _summary(rows, run, device, meta, lp_note, params.evaluate.crop_border)
-    _write(root, run, metrics, rows)
+    scores, record = _summary(rows, run, device, meta, lp_note, params.evaluate.crop_border)
+    _write(root, run, scores, record, rows)
+    metrics = scores | record
     log.info(
         "%s seed %d: PSNR %.2f dB, SSIM %.4f (Y: %.2f dB, %.4f), LPIPS %s",
         name,

@@ -10,28 +10,64 @@ own scale, and positive when the pathways disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from .config import LossConfig
+from .config import ConfigError, LossConfig
 from .model import GLSGNOutput
 from .model.pyramid import high_band
 from .model.resample import Region, downscale, to_grid
 
-__all__ = ["BackboneError", "SemanticBackbone", "GLSGNLoss", "TrainBatch", "TERMS"]
+__all__ = [
+    "BackboneError",
+    "SemanticBackbone",
+    "GLSGNLoss",
+    "TrainBatch",
+    "CONSISTENCY",
+    "RECONSTRUCTION",
+    "TERMS",
+    "consistency_term",
+]
 
-TERMS = (
-    "reconstruction",
-    "pathway_global",
-    "pathway_local",
-    "content",
-    "attention",
-    "intensity",
-    "semantic",
-)
+# The reconstruction losses: fixed keys of params.yaml's `loss`, never ablated.
+RECONSTRUCTION = ("reconstruction", "pathway_global", "pathway_local")
+
+
+@dataclass(frozen=True)
+class ConsistencyTerm:
+    """An inter-pathway consistency term: `fn(loss, out, batch)` is its unweighted value, or
+    None where it does not apply to the model (attention without PAC)."""
+
+    name: str
+    fn: Callable[[GLSGNLoss, GLSGNOutput, TrainBatch], Tensor | None]
+    weight: float  # default of loss.consistency.NAME
+    what: str  # what switching it off removes, for tables and logs
+
+
+# Every consistency term, by name, in the order they are summed and tabled. A term registered
+# here gets a weight in `loss.consistency` and a `no_NAME` ablation (glsgn/variants.py);
+# params.yaml's loss.consistency is what the pipeline's train-term stages iterate.
+CONSISTENCY: dict[str, ConsistencyTerm] = {}
+
+
+def consistency_term(name: str, weight: float, what: str):
+    """Register the decorated `fn(loss, out, batch) -> Tensor | None` as consistency term
+    `name` (its default weight, and one line saying what it asks)."""
+
+    def register(fn):
+        CONSISTENCY[name] = ConsistencyTerm(name, fn, weight, what)
+        return fn
+
+    return register
+
+
+def terms() -> tuple[str, ...]:
+    """Every term's name: the reconstruction losses, then the consistency terms."""
+    return (*RECONSTRUCTION, *CONSISTENCY)
 
 
 class BackboneError(RuntimeError):
@@ -131,7 +167,8 @@ class SemanticBackbone(nn.Module):
 
 
 class GLSGNLoss(nn.Module):
-    """Weighted sum of the terms in `TERMS`; `forward` returns each (unweighted) and `total`.
+    """Weighted sum of the reconstruction losses and the consistency terms; `forward` returns
+    each (unweighted) and `total`.
 
     A term whose weight is 0 is not computed, so it contributes no gradient at all; a term
     that does not apply to the model (attention without PAC) is left out.
@@ -139,15 +176,23 @@ class GLSGNLoss(nn.Module):
 
     def __init__(self, cfg: LossConfig) -> None:
         super().__init__()
+        unknown = [t for t in cfg.consistency if t not in CONSISTENCY]
+        if unknown:
+            raise ConfigError(
+                f"loss.consistency.{unknown[0]}: no such consistency term (terms of "
+                f"glsgn/losses.py: {', '.join(CONSISTENCY)}) (got {unknown[0]!r})"
+            )
         self.cfg = cfg
-        self.weights = {t: float(getattr(cfg, t)) for t in TERMS}
-        self.backbone = SemanticBackbone(cfg) if self.weights["semantic"] > 0 else None
+        self.weights = {t: float(getattr(cfg, t)) for t in RECONSTRUCTION}
+        self.weights |= {t: float(cfg.consistency.get(t, 0.0)) for t in CONSISTENCY}
+        self.backbone = SemanticBackbone(cfg) if self.weights.get("semantic", 0) > 0 else None
 
     def forward(self, out: GLSGNOutput, batch: TrainBatch) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}
-        for name in TERMS:
-            if self.weights[name] > 0:
-                v = getattr(self, name)(out, batch)
+        for name, weight in self.weights.items():
+            if weight > 0:
+                fn = CONSISTENCY[name].fn if name in CONSISTENCY else getattr(type(self), name)
+                v = fn(self, out, batch)
                 if v is not None:
                     terms[name] = v
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
@@ -155,7 +200,7 @@ class GLSGNLoss(nn.Module):
 
     # --- where each output lies ------------------------------------------------------------
 
-    def _outputs(self, out: GLSGNOutput, batch: TrainBatch) -> list[tuple[Tensor, Region]]:
+    def outputs(self, out: GLSGNOutput, batch: TrainBatch) -> list[tuple[Tensor, Region]]:
         """B_1..B_n on their grids, then B_g's part over the crop: finest to coarsest."""
         geo, r = out.geometry, batch.region
         outs = [(b, geo.local(r, k)) for k, b in enumerate(out.b_local)]
@@ -184,84 +229,96 @@ class GLSGNLoss(nn.Module):
             return None
         geo, n = out.geometry, len(out.b_local)
         losses = []
-        for k, (b, rk) in enumerate(self._outputs(out, batch)[:n]):
+        for k, (b, rk) in enumerate(self.outputs(out, batch)[:n]):
             y = downscale(batch.y, geo.factors[k])
             if k + 1 < n:
                 b, y = high_band(b, rk, geo.ratio(k)), high_band(y, rk, geo.ratio(k))
             losses.append(_l1(b, y))
         return torch.stack(losses).mean()
 
-    # --- the four consistency terms ----------------------------------------------------------
 
-    def content(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
-        """Low-level content: adjacent pathways' outputs (B_1, B_2, B_3, B_g) agree once
-        brought to the coarser one's grid."""
-        outs = self._outputs(out, batch)
-        if len(outs) < 2:
-            return None
-        return torch.stack(
-            [_agree(a, ra, b, rb) for (a, ra), (b, rb) in zip(outs, outs[1:], strict=False)]
-        ).mean()
+# --- the four consistency terms of the paper --------------------------------------------------
 
-    def attention(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
-        """Perceptual attention: each local pathway's own A_i (from its own features, not a
-        copy of a cue) agrees with A_{i-1} and with A_g over the crop, on the coarser grid."""
-        if not out.a_local or out.a_local[0] is None:
-            return None
-        geo, r = out.geometry, batch.region
-        maps = [(a, geo.attention(r, k)) for k, a in enumerate(out.a_local)]
-        losses = [_agree(a, ra, b, rb) for (a, ra), (b, rb) in zip(maps, maps[1:], strict=False)]
-        if out.a_global is not None:
-            a_g = geo.global_part(out.a_global, r)
-            losses += [_agree(a, ra, *a_g) for a, ra in maps]
-        return torch.stack(losses).mean() if losses else None
 
-    def intensity(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
-        """Restoring intensity: how much each pathway removes. The removed layer x_i - B_i,
-        brought to the coarsest grid by block means, has the same magnitude (channel mean of
-        |.|) as the global pathway's (or, without it, the coarsest local pathway's).
+@consistency_term("content", 0.1, "low-level content term off")
+def content(loss: GLSGNLoss, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
+    """Low-level content: adjacent pathways' outputs (B_1, B_2, B_3, B_g) agree once
+    brought to the coarser one's grid."""
+    outs = loss.outputs(out, batch)
+    if len(outs) < 2:
+        return None
+    return torch.stack(
+        [_agree(a, ra, b, rb) for (a, ra), (b, rb) in zip(outs, outs[1:], strict=False)]
+    ).mean()
 
-        The magnitude, not the signed layer: the signed layers' difference is exactly the
-        content term's, so this term asks less (the amount removed, not its colour or sign)."""
-        if not out.b_local:
-            return None
-        geo, r = out.geometry, batch.region
-        layers = [
-            (downscale(batch.x, f) - b, geo.local(r, k))
-            for k, (b, f) in enumerate(zip(out.b_local, geo.factors, strict=True))
+
+@consistency_term("attention", 0.05, "perceptual attention term off")
+def attention(loss: GLSGNLoss, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
+    """Perceptual attention: each local pathway's own A_i (from its own features, not a
+    copy of a cue) agrees with A_{i-1} and with A_g over the crop, on the coarser grid."""
+    if not out.a_local or out.a_local[0] is None:
+        return None
+    geo, r = out.geometry, batch.region
+    maps = [(a, geo.attention(r, k)) for k, a in enumerate(out.a_local)]
+    losses = [_agree(a, ra, b, rb) for (a, ra), (b, rb) in zip(maps, maps[1:], strict=False)]
+    if out.a_global is not None:
+        a_g = geo.global_part(out.a_global, r)
+        losses += [_agree(a, ra, *a_g) for a, ra in maps]
+    return torch.stack(losses).mean() if losses else None
+
+
+@consistency_term("intensity", 0.1, "restoring intensity term off")
+def intensity(loss: GLSGNLoss, out: GLSGNOutput, batch: TrainBatch) -> Tensor | None:
+    """Restoring intensity: how much each pathway removes. The removed layer x_i - B_i,
+    brought to the coarsest grid by block means, has the same magnitude (channel mean of
+    |.|) as the global pathway's (or, without it, the coarsest local pathway's).
+
+    The magnitude, not the signed layer: the signed layers' difference is exactly the
+    content term's, so this term asks less (the amount removed, not its colour or sign)."""
+    if not out.b_local:
+        return None
+    geo, r = out.geometry, batch.region
+    layers = [
+        (downscale(batch.x, f) - b, geo.local(r, k))
+        for k, (b, f) in enumerate(zip(out.b_local, geo.factors, strict=True))
+    ]
+    if out.b_global is not None:
+        layers.append(geo.global_part(batch.x_global - out.b_global, r))
+    if len(layers) < 2:
+        return None
+    common = _coarsest(*(rr for _, rr in layers))
+    strength = [to_grid(t, rr, common).abs().mean(1) for t, rr in layers]
+    return torch.stack([_l1(s, strength[-1]) for s in strength[:-1]]).mean()
+
+
+@consistency_term("semantic", 0.05, "high-level semantic term off")
+def semantic(loss: GLSGNLoss, out: GLSGNOutput, batch: TrainBatch) -> Tensor:
+    """High-level semantics: frozen-backbone features of each output agree with the
+    target's at that output's own scale over the crop (B_out and B_1 at the crop's, B_i
+    and B_g at 1/f_i and 1/global_scale), and adjacent pathways' agree with each other on
+    the coarser one's grid. One backbone pass per scale."""
+    pairs: list[tuple[Tensor, Tensor]] = [(out.b_out, batch.y)]
+    outs = loss.outputs(out, batch)
+    r = batch.region
+    pairs += [(b, to_grid(batch.y, r, rb)) for b, rb in outs]
+    pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:], strict=False)]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    images = [t for pair in pairs for t in pair]
+    for i, t in enumerate(images):
+        by_shape.setdefault(tuple(t.shape), []).append(i)
+    feats: list[list[Tensor]] = [[] for _ in images]
+    for idx in by_shape.values():
+        layers = [f.chunk(len(idx)) for f in loss.backbone(torch.cat([images[i] for i in idx]))]
+        for j, i in enumerate(idx):
+            feats[i] = [f[j] for f in layers]
+    return torch.stack(
+        [
+            torch.stack(
+                [_l1(fa, fb) for fa, fb in zip(feats[2 * k], feats[2 * k + 1], strict=True)]
+            ).mean()
+            for k in range(len(pairs))
         ]
-        if out.b_global is not None:
-            layers.append(geo.global_part(batch.x_global - out.b_global, r))
-        if len(layers) < 2:
-            return None
-        common = _coarsest(*(rr for _, rr in layers))
-        strength = [to_grid(t, rr, common).abs().mean(1) for t, rr in layers]
-        return torch.stack([_l1(s, strength[-1]) for s in strength[:-1]]).mean()
+    ).mean()
 
-    def semantic(self, out: GLSGNOutput, batch: TrainBatch) -> Tensor:
-        """High-level semantics: frozen-backbone features of each output agree with the
-        target's at that output's own scale over the crop (B_out and B_1 at the crop's, B_i
-        and B_g at 1/f_i and 1/global_scale), and adjacent pathways' agree with each other on
-        the coarser one's grid. One backbone pass per scale."""
-        pairs: list[tuple[Tensor, Tensor]] = [(out.b_out, batch.y)]
-        outs = self._outputs(out, batch)
-        r = batch.region
-        pairs += [(b, to_grid(batch.y, r, rb)) for b, rb in outs]
-        pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:], strict=False)]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        images = [t for pair in pairs for t in pair]
-        for i, t in enumerate(images):
-            by_shape.setdefault(tuple(t.shape), []).append(i)
-        feats: list[list[Tensor]] = [[] for _ in images]
-        for idx in by_shape.values():
-            layers = [f.chunk(len(idx)) for f in self.backbone(torch.cat([images[i] for i in idx]))]
-            for j, i in enumerate(idx):
-                feats[i] = [f[j] for f in layers]
-        return torch.stack(
-            [
-                torch.stack(
-                    [_l1(fa, fb) for fa, fb in zip(feats[2 * k], feats[2 * k + 1], strict=True)]
-                ).mean()
-                for k in range(len(pairs))
-            ]
-        ).mean()
+
+TERMS = terms()  # the built-in terms (`terms()` also lists any registered later)

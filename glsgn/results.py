@@ -1,6 +1,6 @@
 """What the pipeline wrote, as plain Python: the notebooks' one way in.
 
-The repository's root, a task's runs of train.runs in figure order, and loaders for the
+The repository's root, a task's runs in figure order, and loaders for the
 stages' outputs: the evaluate stages' metrics (means and every image's, per seed), the train
 stages' dvclive curves, the benchmark stage's results and prepared pairs. A loader raises
 FileNotFoundError, naming the path, when the pipeline has not written what it reads.
@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import VARIANTS, Params
+from . import stats
+from .atomic import atomic_write
+from .config import Params
 from .runs import RunPaths
 from .stats import CONVENTIONS, PLATEAU_DB, plateau
+from .variants import runs, variants
 
 __all__ = [
     "project_root",
@@ -28,13 +31,16 @@ __all__ = [
     "load_curves",
     "learning_curves",
     "load_benchmark",
+    "ablation",
+    "write_ablation",
+    "load_ablation",
     "load_pairs",
 ]
 
 
 def _variant_rank(variant: str) -> int:
-    """Figure order: config.VARIANTS' (`full`, the ablations, the baselines), unknown last."""
-    order = list(VARIANTS)
+    """Figure order: the ablation table's (`full`, the ablations, the baselines), unknown last."""
+    order = list(variants())
     return order.index(variant) if variant in order else len(order)
 
 
@@ -50,25 +56,28 @@ def project_root(start: str | Path = ".") -> Path:
 
 
 def task_runs(params: Params, task: str) -> dict[str, str]:
-    """{variant: run} of a task's entries in train.runs, `full` first, then ablations, baselines."""
-    runs = {s.variant: r for r, s in params.train.runs.items() if s.task == task}
-    return {v: runs[v] for v in sorted(runs, key=_variant_rank)}
+    """{variant: run} of a task's runs, `full` first, then the ablations and the baselines."""
+    made = {s.variant: r for r, s in runs(params).items() if s.task == task}
+    return {v: made[v] for v in sorted(made, key=_variant_rank)}
 
 
 def load_metrics(metrics_dir: str | Path, runs: dict[str, str], seeds: Sequence[int]) -> list[dict]:
     """Each variant's test-set means ({variant: run}, as `task_runs` gives them), from the
     evaluate stages' metrics/RUN/seedS.json, averaged over `seeds`; `full` first, then the
-    ablations and baselines. A row is the first seed's record with psnr, ssim, psnr_y, ssim_y
-    and lpips replaced by their mean over seeds (None where a seed has none), plus `seeds` and
-    `psnr_by_seed`. A missing file is an error naming it."""
+    ablations and baselines. A row is the first seed's scores and record (.record.json) with
+    psnr, ssim, psnr_y, ssim_y and lpips replaced by their mean over seeds (None where a seed
+    has none), plus `seeds` and `psnr_by_seed`. A missing file is an error naming it."""
     rows = []
     for run in runs.values():
         per_seed = []
         for seed in seeds:
-            path = RunPaths(run, seed, metrics_dir=metrics_dir).metrics
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no metrics for {run} seed {seed} (run dvc repro)")
-            per_seed.append(json.loads(path.read_text()))
+            paths = RunPaths(run, seed, metrics_dir=metrics_dir)
+            for path in (paths.metrics, paths.record):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: no metrics of {run} seed {seed} (dvc repro)")
+            per_seed.append(
+                json.loads(paths.metrics.read_text()) | json.loads(paths.record.read_text())
+            )
         row = dict(per_seed[0])
         for key in ("psnr", "ssim", "psnr_y", "ssim_y", "lpips"):
             values = [m.get(key) for m in per_seed]
@@ -104,6 +113,47 @@ def load_per_image(
                         }
                     )
     return rows
+
+
+def ablation(
+    params: Params, metrics_dir: str | Path = "metrics", n_resamples: int = stats.N_RESAMPLES
+) -> list[stats.Result]:
+    """The ablation table: every variant of every task that trains `full` and something else,
+    against `full` (glsgn.stats: paired, bootstrapped over seeds and images, Holm per task), on
+    evaluate.metric's convention, each effect measured against evaluate.platform_spread too."""
+    rows = []
+    for task in params.data.tasks:
+        made = task_runs(params, task)
+        if "full" in made and len(made) > 1:
+            rows += load_per_image(metrics_dir, task, made, params.train.seeds)
+    if not rows:
+        return []
+    return stats.ablation_table(
+        rows,
+        metrics=CONVENTIONS[params.evaluate.metric],
+        n_resamples=n_resamples,
+        platform=params.evaluate.platform_spread,
+    )
+
+
+def write_ablation(table: Sequence[stats.Result], path: str | Path) -> None:
+    """The table as JSON (a DVC metric: `dvc metrics show`), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        f.write((json.dumps(stats.records(table), indent=1) + "\n").encode())
+
+
+def load_ablation(path: str | Path = "reports/ablation.json") -> list[stats.Result]:
+    """The ablation stage's table (`glsgn ablate`), as glsgn.stats results."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ablation table (run dvc repro)")
+    nan = float("nan")  # JSON's null for a spread that one seed cannot give
+    return [
+        stats.Result(**{k: nan if v is None else v for k, v in r.items()})
+        for r in json.loads(path.read_text())
+    ]
 
 
 def load_curves(

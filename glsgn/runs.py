@@ -1,4 +1,4 @@
-"""A run of the pipeline: one entry of train.runs trained at one seed of train.seeds.
+"""A run of the pipeline: one run of glsgn.variants.runs trained at one seed of train.seeds.
 
 `Run.of(params, name, seed)` is the one place that turns a run's name into what it is: its
 spec (task and variant), its paths (dvc.yaml's outs of train@RUN-SEED and evaluate@RUN-SEED
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .config import VARIANTS, ConfigError, LossConfig, ModelConfig, Params, RunSpec, variant_configs
+from .config import ConfigError, LossConfig, ModelConfig, Params
+from .variants import RunSpec, architecture, runs, variant_configs, variants
 
 __all__ = ["Run", "RunError", "RunPaths", "start", "environment", "native_bf16"]
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class RunError(ConfigError):
-    """A run or seed that params.yaml does not list; the message names it and the choices."""
+    """A run or seed that params.yaml does not make; the message names it and the choices."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class RunPaths:
         return self.under(self.metrics_dir).with_suffix(".json")
 
     @property
+    def record(self) -> Path:
+        """What the metrics were measured on: run, device, environment, conventions."""
+        return self.under(self.metrics_dir).with_suffix(".record.json")
+
+    @property
     def per_image(self) -> Path:
         return self.under(self.metrics_dir).with_suffix(".csv")
 
@@ -87,11 +93,12 @@ class Run:
 
     @classmethod
     def of(cls, params: Params, name: str, seed: int | None = None, **folders: str | Path) -> Run:
-        """Run `name` of train.runs at `seed` of train.seeds (None: the first). `folders`
-        (models_dir=..., as `RunPaths`) move the run's paths out of the repository's folders."""
-        runs, seeds = params.train.runs, params.train.seeds
-        if name not in runs:
-            raise RunError(f"run {name!r} is not in train.runs ({', '.join(runs)})")
+        """Run `name` (TASK-VARIANT, one of glsgn.variants.runs) at `seed` of train.seeds (None:
+        the first). `folders` (models_dir=..., as `RunPaths`) move the run's paths out of the
+        repository's folders."""
+        made, seeds = runs(params), params.train.seeds
+        if name not in made:
+            raise RunError(f"run {name!r} is not one of params.yaml's runs ({', '.join(made)})")
         seed = seeds[0] if seed is None else seed
         if seed not in seeds:
             # The pipeline has no stage for it: its outputs would be no stage's outs.
@@ -99,7 +106,7 @@ class Run:
                 f"seed {seed!r} of run {name!r} is not in train.seeds "
                 f"({', '.join(str(s) for s in seeds)})"
             )
-        spec = runs[name]
+        spec = made[name]
         model_cfg, loss_cfg = variant_configs(params, spec.variant)
         return cls(name, seed, spec, RunPaths(name, seed, **folders), model_cfg, loss_cfg)
 
@@ -113,7 +120,7 @@ def start(run: Run, stage: str, device: torch.device, rank: int = 0) -> None:
     before anything draws from it, and log what runs, on which device, as which variant.
     Under torchrun only rank 0 says so (the others log it at debug level)."""
     torch.manual_seed(run.seed)
-    what = VARIANTS[run.spec.variant].what
+    what = variants()[run.spec.variant].what
     log.log(
         logging.INFO if rank == 0 else logging.DEBUG,
         "%s %s seed %d on %s: task %s, variant %s (%s; model: %s)",
@@ -124,7 +131,7 @@ def start(run: Run, stage: str, device: torch.device, rank: int = 0) -> None:
         run.spec.task,
         run.spec.variant,
         what,
-        run.model_cfg.variant,
+        architecture(run.model_cfg),
     )
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import TASKS, PairedConfig
+from ..config import PairedConfig
+from . import task_key
 from .io import ImageError, read_image
 
 __all__ = [
@@ -203,7 +204,7 @@ def dataset_pairs(
             root,
             task,
         )
-    rng = np.random.default_rng([seed, TASKS.index(task)])
+    rng = np.random.default_rng([seed, task_key(task)])
     for split in ("test", "val"):  # test first: it never depends on the val fraction
         if split not in out:
             fraction = getattr(cfg, f"{split}_fraction")

@@ -1,7 +1,9 @@
 """The prepare@task stage: data/raw -> data/prepared/{task}/{train,val,test}/{input,target}.
 
-Synthetic (the default): clean images are the starter photographs, randomly cropped and
-scaled to the profile's size, and dead-leaves scenes; each gets the task's degradation.
+A task of `data.tasks` is a name: it synthesises a registered degradation (glsgn/data/
+synthesis.py) or reads a paired dataset (`paired:`).
+Synthetic: clean images are the starter photographs, randomly cropped and scaled to the
+profile's size, and dead-leaves scenes; each gets the task's degradation.
 Photographs are split between train, val and test, so no photograph is in two splits.
 Paired: a dataset as it ships, in data/raw (`data.paired.TASK`, README "Real paired data"):
 every pair of every split is matched and checked first, then all are copied.
@@ -23,8 +25,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import TASKS, DataConfig, Params
-from . import synthesis
+from ..config import ConfigError, DataConfig, Params
+from . import synthesis, task_key
 from .io import read_image, write_image
 from .paired import check_pairs, dataset_pairs, list_images
 from .scenes import dead_leaves
@@ -37,7 +39,7 @@ SPLITS = ("train", "val", "test")
 
 def sample_seed(base: int, task: str, split: str, index: int) -> int:
     """Independent, stable seed per (task, split, index)."""
-    seq = np.random.SeedSequence([base, TASKS.index(task), SPLITS.index(split), index])
+    seq = np.random.SeedSequence([base, task_key(task), SPLITS.index(split), index])
     return int(seq.generate_state(1)[0])
 
 
@@ -83,28 +85,25 @@ def synthesize_sample(
     task: str, cfg: DataConfig, photos: list[tuple[str, np.ndarray]], seed: int
 ) -> tuple[synthesis.Degraded, str]:
     """One synthetic pair for `task`, and a description of its clean source."""
-    clean, depth, source = _clean(photos, cfg, seed)
-    scale = cfg.scale(*cfg.size)
-    if task == "reflection":
-        # The reflected scene is never the background's own source image.
-        other, _, other_source = _clean(photos, cfg, seed + 1, exclude=source)
-        d = synthesis.reflection(clean, other, seed, cfg.reflection, scale)
-        d.params["reflected"] = other_source
-    elif task == "rain":
-        d = synthesis.rain(clean, seed, cfg.rain, scale)
-    elif task == "haze":
-        d = synthesis.haze(clean, seed, cfg.haze, depth)
-    elif task == "lowlight":
-        d = synthesis.lowlight(clean, seed, cfg.lowlight)
-    else:
-        raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
-    return d, source
+    name = cfg.task(task).degradation
+    image, depth, source = _clean(photos, cfg, seed)
+
+    def other() -> synthesis.Clean:
+        img, d, src = _clean(photos, cfg, seed + 1, exclude=source)
+        return synthesis.Clean(img, d, cfg.scale(*cfg.size), src, other)
+
+    clean = synthesis.Clean(image, depth, cfg.scale(*cfg.size), source, other)
+    return synthesis.DEGRADATIONS[name].fn(clean, seed, cfg.degradation(name)), source
 
 
 def _task_settings(cfg: DataConfig, task: str) -> dict:
     """data's settings that concern `task`: not the other tasks' synthesis or datasets."""
-    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in set(TASKS) - {task}}
-    d["paired"] = dataclasses.asdict(cfg.paired_of(task))
+    d = dataclasses.asdict(cfg)
+    d["tasks"] = {task: d["tasks"][task]}
+    name, settings = cfg.task(task).degradation, None
+    if name is not None and (settings := cfg.degradation(name)) is not None:
+        settings = dataclasses.asdict(settings)
+    d["degradations"] = {name: settings} if name else {}
     return d
 
 
@@ -123,9 +122,9 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 def prepare(task: str, params: Params, raw: Path, out: Path, progress: bool = True) -> dict:
     """Build data/prepared/{task} (`out`) from `raw`; returns the manifest it wrote."""
     cfg = params.data
-    if task not in TASKS:
-        raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
-    source = getattr(cfg.source, task)
+    if task not in cfg.tasks:
+        raise ConfigError(f"data.tasks: no task {task!r} (tasks: {', '.join(cfg.tasks)})")
+    source = "paired" if cfg.task(task).paired is not None else "synthetic"
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -191,7 +190,7 @@ def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict,
 
 
 def _paired(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
-    splits, origin = dataset_pairs(cfg.paired_of(task), raw, task, cfg.seed)
+    splits, origin = dataset_pairs(cfg.task(task).paired, raw, task, cfg.seed)
     jobs = [(split, p) for split in SPLITS for p in splits[split]]
     for split in SPLITS:
         log.info("%s/%s: %d pairs from %s", task, split, len(splits[split]), origin[split])

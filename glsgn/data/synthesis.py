@@ -1,4 +1,8 @@
-"""Degradation synthesis for each task: reflection, rain streaks, haze, low light.
+"""Degradation synthesis: reflection, rain streaks, haze, low light, and the registry of them.
+
+A degradation is registered by name with `@degradation(NAME, Settings)`: a function
+`fn(clean: Clean, seed, settings) -> Degraded` and the section its settings are validated by
+(`data.degradations.NAME` in params.yaml). A task of `data.tasks` synthesises one of them.
 
 Each function is deterministic from its seed. Its pixel sizes are given at
 `data.reference_size` and scaled by `scale` (long side / reference_size), so a 4K pair looks
@@ -9,15 +13,22 @@ degradation layer (degraded - clean) and the parameters it drew, for the manifes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
-from ..config import HazeConfig, LowLightConfig, RainConfig, ReflectionConfig
+from ..config import Float, Int, Range, ordered, section
 
 __all__ = [
+    "Clean",
+    "DEGRADATIONS",
+    "Degradation",
     "Degraded",
+    "degradation",
     "reflection",
     "rain",
     "haze",
@@ -27,12 +38,94 @@ __all__ = [
 ]
 
 
+# --- each degradation's settings: data.degradations.NAME in params.yaml ------------------------
+
+
+@section("data.degradations.reflection")
+class ReflectionConfig:
+    """Reflection synthesis after Zhang et al. 2018 / ERRNet; pixels at data.reference_size."""
+
+    sigma: Range(0.0, 100.0) = (1.0, 5.0)  # Gaussian blur of the reflection layer
+    strength: Range(0.0, 1.0) = (0.4, 1.0)  # scale of the reflection layer
+
+    _check = model_validator(mode="after")(ordered)
+
+
+@section("data.degradations.rain")
+class RainConfig:
+    """Rain streak layers, motion-blurred; pixels and densities at data.reference_size."""
+
+    layers: Range(1, 16, Int) = (2, 4)  # number of streak layers
+    density: Range(0.0, 1e5) = (150.0, 600.0)  # streaks per megapixel of the reference-size image
+    length: Range(1.0, 1000.0) = (15.0, 45.0)  # streak length, pixels
+    width: Range(0.25, 50.0) = (1.0, 2.5)  # streak width, pixels
+    angle: Range(-80.0, 80.0) = (-20.0, 20.0)  # degrees from vertical, clockwise
+    jitter: Annotated[Float, Field(ge=0, le=45)] = 3.0  # angle spread between layers, degrees
+    brightness: Range(0.0, 1.0) = (0.25, 0.6)
+
+    _check = model_validator(mode="after")(ordered)
+
+
+@section("data.degradations.haze")
+class HazeConfig:
+    """Atmospheric scattering I = J t + A (1 - t), t = exp(-beta d), depth d in [0, 1]."""
+
+    beta: Range(0.0, 10.0) = (0.8, 2.5)  # scattering coefficient
+    airlight: Range(0.0, 1.0) = (0.7, 1.0)  # atmospheric light A
+    tint: Annotated[Float, Field(ge=0, le=0.5)] = 0.05  # per-channel spread of A around grey
+
+    _check = model_validator(mode="after")(ordered)
+
+
+@section("data.degradations.lowlight")
+class LowLightConfig:
+    """Under-exposure: I = k J^gamma + noise, noise variance read^2 + shot * k J^gamma."""
+
+    exposure: Range(0.001, 1.0) = (0.05, 0.3)  # k
+    gamma: Range(0.2, 5.0) = (1.0, 2.0)
+    read_noise: Range(0.0, 0.2) = (0.0, 0.02)  # standard deviation, in [0, 1] units
+    shot_noise: Range(0.0, 0.1) = (0.0, 0.01)  # variance per unit of signal
+
+    _check = model_validator(mode="after")(ordered)
+
+
 @dataclass
 class Degraded:
     degraded: np.ndarray  # (H, W, 3) float32 in [0, 1]
     clean: np.ndarray  # (H, W, 3) float32 in [0, 1]
     layer: np.ndarray  # degraded - clean: the reflection, the rain, the haze
     params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Clean:
+    """A clean image to degrade, and what a degradation may need besides its pixels."""
+
+    image: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    depth: np.ndarray | None  # (H, W) in [0, 1], 1 farthest (dead leaves), None (photographs)
+    scale: float  # pixels of this image per pixel at data.reference_size
+    source: str  # where it came from, for the manifest
+    other: Callable[[], Clean]  # another clean image, never from this one's source
+
+
+@dataclass(frozen=True)
+class Degradation:
+    fn: Callable[[Clean, int, Any], Degraded]
+    settings: type | None  # its section of data.degradations (None: it has no settings)
+
+
+DEGRADATIONS: dict[str, Degradation] = {}
+
+
+def degradation(name: str, settings: type | None = None):
+    """Register the decorated `fn(clean, seed, settings) -> Degraded` as degradation `name`,
+    its settings validated by `settings` (a glsgn.config section) from data.degradations."""
+
+    def register(fn: Callable[[Clean, int, Any], Degraded]):
+        DEGRADATIONS[name] = Degradation(fn, settings)
+        return fn
+
+    return register
 
 
 def _check(img: np.ndarray, name: str) -> np.ndarray:
@@ -198,3 +291,29 @@ def lowlight(clean: np.ndarray, seed: int, cfg: LowLightConfig) -> Degraded:
     degraded = np.clip(signal + noise, 0, 1).astype(np.float32)
     params = {"exposure": k, "gamma": gamma, "read_noise": read, "shot_noise": shot}
     return Degraded(degraded, j, degraded - j, params)
+
+
+# --- the registry: each degradation as a task synthesises it ----------------------------------
+
+
+@degradation("reflection", ReflectionConfig)
+def _reflection(c: Clean, seed: int, cfg: ReflectionConfig) -> Degraded:
+    other = c.other()  # the reflected scene is never the background's own source image
+    d = reflection(c.image, other.image, seed, cfg, c.scale)
+    d.params["reflected"] = other.source
+    return d
+
+
+@degradation("rain", RainConfig)
+def _rain(c: Clean, seed: int, cfg: RainConfig) -> Degraded:
+    return rain(c.image, seed, cfg, c.scale)
+
+
+@degradation("haze", HazeConfig)
+def _haze(c: Clean, seed: int, cfg: HazeConfig) -> Degraded:
+    return haze(c.image, seed, cfg, c.depth)
+
+
+@degradation("lowlight", LowLightConfig)
+def _lowlight(c: Clean, seed: int, cfg: LowLightConfig) -> Degraded:
+    return lowlight(c.image, seed, cfg)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from ..variants import architecture
 from .patchnorm import NormStats
 from .pathways import GlobalOut, GlobalPathway, LocalOut, LocalPathway
 from .pyramid import PyramidFusion
@@ -337,7 +338,7 @@ class GLSGN(nn.Module):
             level(progress),
             "restore %s on %s: padded to %dx%d, pathways at 1/%s, patch %d, global view "
             "%dx%d, buffers on %s",
-            self.cfg.variant,
+            architecture(self.cfg),
             dev,
             full.size[1],
             full.size[0],

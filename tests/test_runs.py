@@ -1,5 +1,5 @@
-"""glsgn.runs: a run's one definition is the one dvc.yaml's train@RUN-SEED and evaluate@RUN-SEED
-stages use (paths, configs), and a run or seed params.yaml does not list is a clear error."""
+"""glsgn.runs: a run's one definition is the one dvc.yaml's train and evaluate stages use (paths,
+configs), and a run or seed params.yaml does not make is a clear error."""
 
 from __future__ import annotations
 
@@ -13,52 +13,71 @@ import yaml
 
 from glsgn.config import ConfigError, Params, from_dict, load_params
 from glsgn.runs import Run, RunError, RunPaths, start
+from glsgn.variants import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _declared(stage: dict, key: str, name: str, seed: int) -> set[Path]:
-    """A matrix stage's `key` entries (outs, metrics, ...) for one run and seed."""
-    entries = [e if isinstance(e, str) else next(iter(e)) for e in stage.get(key, [])]
-    return {
-        Path(e.replace("${item.run}", name).replace("${item.seed}", str(seed))) for e in entries
-    }
+def _pipeline() -> dict[str, dict]:
+    """dvc.yaml's stages as DVC resolves them: {name: {cmd, deps, outs, metrics, plots}}."""
+    from dvc.repo import Repo
+
+    def paths(entries) -> set[Path]:
+        return {Path(e.def_path) for e in entries}
+
+    with Repo(str(ROOT)) as repo:
+        return {
+            s.addressing: {
+                "cmd": s.cmd,
+                "deps": paths(s.deps),
+                "outs": paths(o for o in s.outs if not (o.metric or o.plot)),
+                "metrics": paths(o for o in s.outs if o.metric),
+                "plots": paths(o for o in s.outs if o.plot),
+            }
+            for s in repo.index.stages
+            if s.cmd
+        }
 
 
-def test_run_paths_are_the_pipeline_stages_outputs():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    train, evaluate = stages["train"], stages["evaluate"]
-    for stage in (train, evaluate):  # one stage per run of train.runs and seed of train.seeds
-        assert stage["matrix"] == {"run": "${train.runs}", "seed": "${train.seeds}"}
+def test_the_pipeline_trains_and_evaluates_exactly_the_runs_params_yaml_makes():
+    """train, train-variant, train-term (and evaluate's three) resolve to one stage per run of
+    glsgn.variants.runs and seed, each writing that run's paths: the two cannot drift apart."""
     params = load_params(ROOT / "params.yaml")
-    for name in params.train.runs:
-        for seed in params.train.seeds:
-            p = Run.of(params, name, seed).paths
-            assert _declared(train, "outs", name, seed) == {p.model, p.checkpoint.parent}
-            assert _declared(train, "metrics", name, seed) == {p.live / "metrics.json"}
-            assert _declared(train, "plots", name, seed) == {p.live / "plots" / "metrics"}
-            assert p.model in _declared(evaluate, "deps", name, seed)
-            assert _declared(evaluate, "metrics", name, seed) == {p.metrics}
-            assert _declared(evaluate, "outs", name, seed) == {p.per_image, p.restored}
+    stages = _pipeline()
+    trains = {n: s for n, s in stages.items() if n.split("@")[0].startswith("train")}
+    evals = {n: s for n, s in stages.items() if n.split("@")[0].startswith("evaluate")}
+    expected = [Run.of(params, name, seed) for name in runs(params) for seed in params.train.seeds]
+    assert len(trains) == len(evals) == len(expected) == 13
+    for run in expected:
+        p = run.paths
+        (train,) = [s for s in trains.values() if Path(s["cmd"].split()[2]) == Path(run.name)]
+        assert f"--seed {run.seed}" in train["cmd"]
+        assert {p.model, p.checkpoint.parent, p.live / "metrics.json"} == train["outs"]
+        assert train["plots"] == {p.live / "plots" / "metrics"}
+        (ev,) = [s for s in evals.values() if p.model in s["deps"]]
+        assert ev["metrics"] == {p.metrics}
+        assert ev["outs"] == {p.record, p.per_image, p.restored}
 
 
 def test_run_configs_come_from_the_params_its_stages_declare():
-    """train@RUN-SEED declares `model`, `loss` and `train.runs.RUN`: a run's configs are those
-    sections changed as its variant's row says, whatever else params.yaml holds."""
+    """Every train stage declares `model` and `loss`: a run's configs are those sections
+    changed as its variant's row says, whatever else params.yaml holds."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert {"model", "loss", "train.runs.${item.run}"} <= set(stages["train"]["params"])
-    assert "train.runs.${item.run}" in stages["evaluate"]["params"]
-    sections = {"model": {"widths": [8, 16, 32], "patch_size": 64}, "loss": {"content": 0.3}}
-    runs = {
-        "rain-no_pac": {"task": "rain", "variant": "no_pac"},
-        "rain-no_content": {"task": "rain", "variant": "no_content"},
+    assert {"model", "loss"} <= set(stages["train"]["params"])
+    sections = {
+        "model": {"widths": [8, 16, 32], "patch_size": 64},
+        "loss": {"consistency": {"content": 0.3, "intensity": 0.2}},
     }
-    params = from_dict(Params, {**sections, "train": {"runs": runs, "seeds": [0, 5]}})
+    which = {"variants": ["no_pac"], "variant_tasks": ["rain"], "term_tasks": ["rain"]}
+    params = from_dict(
+        Params, {**sections, "data": {"tasks": {"rain": {}}}, "train": {**which, "seeds": [0, 5]}}
+    )
     other = from_dict(
         Params,
         {
             **sections,
-            "train": {"runs": {"rain-no_pac": runs["rain-no_pac"]}, "seeds": [5], "steps": 3},
+            "data": {"tasks": {"rain": {}, "haze": {}}},
+            "train": {**which, "seeds": [5], "steps": 3},
             "evaluate": {"keep_images": 0},
         },
     )
@@ -75,16 +94,21 @@ def test_run_configs_come_from_the_params_its_stages_declare():
     no_content = Run.of(params, "rain-no_content")  # the first seed by default
     assert no_content.seed == 0 and no_content.paths == RunPaths("rain-no_content", 0)
     assert no_content.model_cfg == params.model
-    assert no_content.loss_cfg.content == 0.0
-    assert no_content.loss_cfg.intensity == params.loss.intensity
+    assert no_content.loss_cfg.consistency == {"content": 0.0, "intensity": 0.2}
+    assert list(runs(params)) == [
+        "rain-full",
+        "rain-no_pac",
+        "rain-no_content",
+        "rain-no_intensity",
+    ]
     assert run.split("test") == Path("data/prepared/rain/test")
 
 
 def test_unknown_run_or_seed_is_an_error_naming_it_and_the_choices():
-    params = from_dict(
-        Params, {"train": {"runs": {"haze-full": {"task": "haze"}}, "seeds": [0, 2]}}
-    )
-    with pytest.raises(RunError, match=r"run 'haze-nope' is not in train.runs \(haze-full\)"):
+    params = from_dict(Params, {"data": {"tasks": {"haze": {}}}, "train": {"seeds": [0, 2]}})
+    with pytest.raises(
+        RunError, match=r"run 'haze-nope' is not one of params.yaml's runs \(haze-full\)"
+    ):
         Run.of(params, "haze-nope")
     with pytest.raises(RunError, match=r"seed 1 of run 'haze-full' is not in train.seeds \(0, 2\)"):
         Run.of(params, "haze-full", 1)
@@ -100,7 +124,7 @@ def test_stage_commands_name_an_unknown_run(tmp_path, capsys):
         argv = [command, "nope-full", "--params", str(tmp_path / "params.yaml"), "--quiet"]
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "run 'nope-full' is not in train.runs (" in err[0], err
+        assert len(err) == 1 and "run 'nope-full' is not one of params.yaml's runs (" in err[0], err
 
 
 def test_paths_in_other_folders_keep_the_pipeline_names():
@@ -110,20 +134,14 @@ def test_paths_in_other_folders_keep_the_pipeline_names():
     assert p.model == Path("/m/haze-full/seed3.pt")
     assert p.restored == Path("reports/restored/haze-full/seed3")
     assert p.checkpoint == Path("checkpoints/haze-full/seed3/last.pt")
-    params = from_dict(Params, {"train": {"runs": {"haze-full": {"task": "haze"}}, "seeds": [3]}})
+    params = from_dict(Params, {"data": {"tasks": {"haze": {}}}, "train": {"seeds": [3]}})
     assert Run.of(params, "haze-full", dvclive_dir="x").paths.live == Path("x/haze-full/seed3")
 
 
 def test_start_seeds_torch_and_says_what_runs_where(caplog):
-    params = from_dict(
-        Params,
-        {
-            "train": {
-                "runs": {"haze-fullres": {"task": "haze", "variant": "fullres"}},
-                "seeds": [11],
-            }
-        },
-    )
+    tasks = {"data": {"tasks": {"haze": {}}}}
+    which = {"variants": ["fullres"], "variant_tasks": ["haze"], "seeds": [11]}
+    params = from_dict(Params, {**tasks, "train": which})
     run = Run.of(params, "haze-fullres")
     torch.manual_seed(11)
     expected = torch.rand(4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,3 +67,24 @@ def random_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "random.pt"
     save_checkpoint(path, build(TINY))  # weights off the identity initialisation
     return path
+
+
+def pipeline_stages() -> dict[str, dict]:
+    """dvc.yaml's stages as DVC resolves them: {name: {cmd, deps, outs, metrics, plots}}."""
+    from dvc.repo import Repo
+
+    def paths(entries) -> set[Path]:
+        return {Path(e.def_path) for e in entries}
+
+    with Repo(str(Path(__file__).resolve().parents[1])) as repo:
+        return {
+            s.addressing: {
+                "cmd": s.cmd,
+                "deps": paths(s.deps),
+                "outs": paths(o for o in s.outs if not (o.metric or o.plot)),
+                "metrics": paths(o for o in s.outs if o.metric),
+                "plots": paths(o for o in s.outs if o.plot),
+            }
+            for s in repo.index.stages
+            if s.cmd
+        }

@@ -15,35 +15,16 @@ from glsgn.config import ConfigError, Params, from_dict, load_params
 from glsgn.runs import Run, RunError, RunPaths, start
 from glsgn.variants import runs
 
+from .conftest import pipeline_stages
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _pipeline() -> dict[str, dict]:
-    """dvc.yaml's stages as DVC resolves them: {name: {cmd, deps, outs, metrics, plots}}."""
-    from dvc.repo import Repo
-
-    def paths(entries) -> set[Path]:
-        return {Path(e.def_path) for e in entries}
-
-    with Repo(str(ROOT)) as repo:
-        return {
-            s.addressing: {
-                "cmd": s.cmd,
-                "deps": paths(s.deps),
-                "outs": paths(o for o in s.outs if not (o.metric or o.plot)),
-                "metrics": paths(o for o in s.outs if o.metric),
-                "plots": paths(o for o in s.outs if o.plot),
-            }
-            for s in repo.index.stages
-            if s.cmd
-        }
 
 
 def test_the_pipeline_trains_and_evaluates_exactly_the_runs_params_yaml_makes():
     """train, train-variant, train-term (and evaluate's three) resolve to one stage per run of
     glsgn.variants.runs and seed, each writing that run's paths: the two cannot drift apart."""
     params = load_params(ROOT / "params.yaml")
-    stages = _pipeline()
+    stages = pipeline_stages()
     trains = {n: s for n, s in stages.items() if n.split("@")[0].startswith("train")}
     evals = {n: s for n, s in stages.items() if n.split("@")[0].startswith("evaluate")}
     expected = [Run.of(params, name, seed) for name in runs(params) for seed in params.train.seeds]

@@ -1,5 +1,8 @@
 """Every stage of dvc.yaml depends on the code it runs: each glsgn module its command imports,
-lazily imported ones and params.yaml's validation included, is one of its deps or under one."""
+lazily imported ones and params.yaml's validation included, is one of its deps or under one.
+
+Exempt: glsgn/__init__.py, the package's docstring and __version__ (checkpoints record it as
+metadata only); every module imports it, and a version bump should not rerun the pipeline."""
 
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ for name in sys.argv[1:]:
     importlib.import_module(name)
 load_params("params.yaml")
 print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items()
-                        if n.split(".")[0] == "glsgn" and getattr(m, "__file__", None))))
+                        if n.split(".")[0] == "glsgn" and n != "glsgn"
+                        and getattr(m, "__file__", None))))
 """
 
 

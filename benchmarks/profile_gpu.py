@@ -18,11 +18,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import _step_setup  # noqa: E402
+from train_throughput import step_setup  # noqa: E402
 
-from glsgn.config import load_params, variant_configs  # noqa: E402
+from glsgn.config import load_params  # noqa: E402
 from glsgn.model import build_model  # noqa: E402
 from glsgn.restore import restore  # noqa: E402
+from glsgn.variants import variant_configs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def _report(name: str, prof, wall: float, n: int) -> None:
 
 
 def profile_step(variant: str, crop: int, batch: int, size: tuple[int, int], n: int) -> None:
-    step = _step_setup(variant, "cuda", crop, batch, size)[-1]  # train.py's step
+    step = step_setup(variant, "cuda", crop, batch, size)[-1]  # train.py's step
     for _ in range(3):
         step()
     torch.cuda.synchronize()

@@ -33,7 +33,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from glsgn.config import RunSpec, load_params, variant_configs
+from glsgn.config import load_params
 from glsgn.data.arrays import cache_size
 from glsgn.data.datasets import TrainCrops
 from glsgn.data.io import write_image
@@ -43,7 +43,8 @@ from glsgn.losses import GLSGNLoss, TrainBatch
 from glsgn.model import build_model
 from glsgn.model.resample import Region
 from glsgn.runs import native_bf16
-from glsgn.train import StepBatches, _autocast, _lr_lambda, _step, train
+from glsgn.train import StepBatches, autocast_for, lr_schedule, train, train_step
+from glsgn.variants import variant_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,11 +143,11 @@ class StepCounter(TorchDispatchMode):
         return out
 
 
-def _step_setup(
+def step_setup(
     variant: str, device: str, crop: int, batch: int, size: tuple[int, int], precision="fp32"
-):
+) -> tuple[torch.nn.Module, GLSGNLoss, torch.optim.Optimizer, TrainBatch, Callable[[], None]]:
     """Model, loss, optimiser, scheduler, scaler and one batch on `device`, as train.py builds
-    them; -> (model, loss_fn, opt, batch, step), `step()` being train.py's own step."""
+    them; -> (model, loss_fn, opt, batch, step), `step()` being train.py's `train_step`."""
     params = load_params(ROOT / "params.yaml")
     mcfg, lcfg = variant_configs(params, variant)
     with torch.device(device):
@@ -164,12 +165,12 @@ def _step_setup(
     region = Region((h, w), (y0, y0 + crop, x0, x0 + crop))
     b = TrainBatch(x, x.clone(), xg, xg.clone(), region=region)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
-    amp = _autocast(precision, torch.device(device)) if device != "meta" else None
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(tcfg))
+    amp = autocast_for(precision, torch.device(device)) if device != "meta" else None
     scaler = torch.amp.GradScaler(enabled=False)
 
     def step() -> None:
-        _step(model, model, loss_fn, opt, sched, scaler, b, amp, tcfg)
+        train_step(model, b, loss_fn, opt, sched, scaler, tcfg.clip, amp)
 
     return model, loss_fn, opt, b, step
 
@@ -179,7 +180,7 @@ def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> d
     (shapes only): a copy from the host there is an upload on a GPU, a read a sync.
     The optimiser is left out: on the meta device it takes a per-tensor path that reads each
     step counter, where CUDA's fused path reads none."""
-    model, loss_fn, _, b, _ = _step_setup(variant, "meta", crop, batch, size)
+    model, loss_fn, _, b, _ = step_setup(variant, "meta", crop, batch, size)
     model(b.x, global_view=b.x_global, region=b.region)  # first call builds cached index taps
     counter = StepCounter()
     with counter:
@@ -203,7 +204,7 @@ def step_speed(
     precision: str,
 ) -> float:
     """Samples/s of the model step alone, the batch already on the device."""
-    step = _step_setup(variant, device, crop, batch, size, precision)[-1]
+    step = step_setup(variant, device, crop, batch, size, precision)[-1]
     for _ in range(3):  # warm-up: cuDNN picks its kernels, taps are cached
         step()
     _sync(device)
@@ -271,7 +272,6 @@ def settings_section(s: Setup) -> list[Row]:
     for label, (precision, channels_last) in {"warm-up": ("fp32", False), **settings}.items():
         tcfg = dataclasses.replace(
             params.train,
-            runs={"reflection-full": RunSpec("reflection", "full")},
             seeds=(0,),
             steps=s.train_steps,
             val_every=s.train_steps,

@@ -2,21 +2,24 @@
 
 AdamW with linear warm-up and cosine decay, gradient clipping, a moving average of the weights,
 channels_last, and bf16 autocast on CUDA and on CPUs that run bf16 in hardware; deterministic on
-the CPU. Batches are a pure function of (seed, step), and a
-resumable checkpoint is written every `train.checkpoint_every` steps, so a killed run started
-again continues where it stopped and ends with the weights an uninterrupted run would have.
-Runs unchanged under `torchrun --nproc_per_node=N` (DDP: nccl on GPUs, gloo on CPUs).
+the CPU. Batches are a pure function of (seed, step), and a resumable checkpoint is written
+every `train.checkpoint_every` steps, so a killed run started again continues where it stopped
+and ends with the weights an uninterrupted run would have. Runs unchanged under
+`torchrun --nproc_per_node=N` (DDP: nccl on GPUs, gloo on CPUs).
+
+`train` is the whole loop, in order. The pieces a benchmark times as training runs them are
+public: `train_step`, `lr_schedule`, `autocast_for`, `update_ema` and `StepBatches`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +40,25 @@ from .model.resample import Region
 from .restore import restore
 from .runs import Run, native_bf16, start
 
-__all__ = ["train", "TrainError"]
+__all__ = [
+    "train",
+    "train_step",
+    "lr_schedule",
+    "autocast_for",
+    "update_ema",
+    "loader_workers",
+    "StepBatches",
+    "TrainError",
+]
 
 log = logging.getLogger(__name__)
+
+# train.precision's words for the arithmetic a run computes in (fp32: no autocast)
+_PRECISION = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+# TrainConfig fields that say which runs and seeds train: each one is another stage's, so a
+# checkpoint's train_config leaves them out and adding a run or a seed does not stop this one
+# resuming
+_OTHER_STAGES = ("variants", "variant_tasks", "term_tasks", "seeds")
 
 
 class TrainError(RuntimeError):
@@ -59,7 +78,7 @@ class StepBatches(Sampler):
         epoch, i = divmod(p, self.n)
         return int(np.random.default_rng([self.seed, epoch]).permutation(self.n)[i]), epoch
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         gb = self.batch * self.world
         for step in range(self.start, self.steps):
             items = [self._position(step * gb + j) for j in range(gb)]
@@ -69,7 +88,352 @@ class StepBatches(Sampler):
         return self.steps - self.start
 
 
-def _warn_small_crop(model, crop: int | None) -> None:
+def lr_schedule(tcfg: TrainConfig) -> Callable[[int], float]:
+    """LambdaLR's factor at each step: linear warm-up over train.warmup steps, then cosine
+    decay to train.lr_min at train.steps."""
+
+    def factor(step: int) -> float:
+        if step < tcfg.warmup:
+            return (step + 1) / tcfg.warmup
+        t = (step - tcfg.warmup) / max(1, tcfg.steps - tcfg.warmup)
+        floor = tcfg.lr_min / tcfg.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
+
+
+def autocast_for(precision: str, device: torch.device, rank: int = 0) -> torch.dtype | None:
+    """train.precision on this device. CUDA autocasts as asked; a CPU autocasts to bf16 only
+    when it runs bf16 in hardware (`native_bf16`), and fp16 never (no fast CPU kernels)."""
+    amp = autocast_dtype(precision)
+    if device.type == "cuda" or amp is None:
+        return amp
+    if amp == torch.bfloat16 and native_bf16():
+        return amp
+    log.log(
+        logging.INFO if rank == 0 else logging.DEBUG,
+        "train.precision %s: no native %s on this CPU, fp32 instead",
+        precision,
+        precision,
+    )
+    return None
+
+
+def train_step(
+    net: torch.nn.Module,
+    batch: TrainBatch,
+    loss_fn: GLSGNLoss,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    clip: float,
+    amp: torch.dtype | None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimiser step; -> (loss terms, gradient norm before clipping), both still on the
+    device, so that a step reads nothing back (the loop reads them on log steps only)."""
+    with torch.autocast(batch.x.device.type, dtype=amp, enabled=amp is not None):
+        out = net(batch.x, global_view=batch.x_global, region=batch.region)
+        terms = loss_fn(out, batch)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(terms["total"]).backward()
+    scaler.unscale_(opt)  # clip the true gradient, not fp16's scaled one
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+    return terms, grad_norm
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """ema <- d ema + (1 - d) model, d warmed up as (1 + step) / (10 + step): early steps'
+    weights, far from trained, do not linger in the average."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
+    for b, m in zip(ema.buffers(), model.buffers(), strict=True):
+        b.copy_(m)
+
+
+def train(
+    name: str,
+    params: Params,
+    root: Path = Path("."),
+    seed: int | None = None,
+    stop_at: int | None = None,
+    progress: bool = True,
+) -> Path | None:
+    """Train run `name` (TASK-VARIANT) at `seed` of train.seeds (default: the first); returns
+    models/RUN/seedSEED.pt. `stop_at` ends the process's work after that step, as a kill
+    would (for tests and preemption drills), and returns None."""
+    run, tcfg = Run.of(params, name, seed), params.train
+    mcfg = run.model_cfg
+
+    # -- the device, and under torchrun the process group --
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes
+    else:
+        device = torch.device("cpu")
+        torch.use_deterministic_algorithms(True)
+    start(run, "train", device, rank)  # seeds torch's generator
+
+    # -- model, loss, data, optimiser: in this order, since the model and the loss's backbone
+    # draw their weights from torch's generator and a run at a seed must draw the same ones --
+    amp = autocast_for(tcfg.precision, device, rank)
+    model = build_model(mcfg).to(device)
+    if tcfg.channels_last:  # oneDNN and cuDNN convolutions are fastest in NHWC
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = GLSGNLoss(run.loss_cfg).to(device)
+    data = TrainCrops(
+        root / run.split("train"),
+        tcfg.crop,
+        model.pad_multiple,
+        mcfg.global_scale,
+        seed=run.seed,
+        cache=root / "data" / "cache",
+        progress=progress,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(tcfg))
+    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)  # fp16 alone needs scaling
+    ema = copy.deepcopy(model).requires_grad_(False) if tcfg.ema > 0 else None
+    released = ema if ema is not None else model  # what validation measures and release holds
+
+    # -- resume: what a checkpoint must match to continue this run --
+    ckpt_path = root / run.paths.checkpoint
+    recipe = {
+        # what it computed in: train.precision falls back to fp32 on some CPUs, so a run
+        # resumed on another machine could otherwise switch arithmetic half way
+        "computes_in": _PRECISION[amp],
+        "model_config": config_dict(mcfg),
+        "train_config": {**config_dict(tcfg, skip=_OTHER_STAGES), "seed": run.seed},
+    }
+    first = 0
+    saved = _resumable(ckpt_path, device, tcfg.steps, recipe)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        first = saved["step"]
+        log.info("resuming from step %d (%s)", first, ckpt_path)
+
+    sb = loss_fn.backbone
+    backbone, backbone_kind = (sb.source, sb.kind) if sb is not None else ("not used",) * 2
+    workers = loader_workers(tcfg, device)
+    log.log(
+        logging.INFO if rank == 0 else logging.DEBUG,
+        "train %s seed %d: %d params, %d train pairs%s, steps %d from %d, batch %d x %d, crop %s, "
+        "lr %g, %d loader workers%s; semantic backbone: %s",
+        run.name,
+        run.seed,
+        sum(q.numel() for q in model.parameters()),
+        len(data),
+        f", {tcfg.precision} autocast" if amp else "",
+        tcfg.steps,
+        first,
+        tcfg.batch_size,
+        world,
+        tcfg.crop or "whole image",
+        tcfg.lr,
+        workers,
+        ", channels_last" if tcfg.channels_last else "",
+        backbone,
+    )
+    _warn_small_crop(model, tcfg.crop)
+    net = DistributedDataParallel(model) if world > 1 else model
+
+    live = None  # rank 0 alone logs, validates and measures the curve
+    if rank == 0:
+        live = _live(root / run.paths.live, resume=first > 0)
+        live.log_params(
+            {
+                "run": run.name,
+                "seed": run.seed,
+                "task": run.spec.task,
+                "variant": run.spec.variant,
+                "semantic_backbone": backbone,
+            }
+        )
+    # steps first.. see the batches a run from step 0 sees at them (StepBatches)
+    loader = DataLoader(
+        data,
+        batch_sampler=StepBatches(
+            len(data), tcfg.batch_size, run.seed, first, tcfg.steps, rank, world
+        ),
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    bar = tqdm(
+        total=tcfg.steps,
+        initial=first,
+        desc=f"train {name} seed {run.seed}",
+        unit="step",
+        disable=not progress or rank != 0,
+    )
+
+    # samples/s over each log interval, less the time validating and saving, which is not
+    # training time (the first interval includes start-up)
+    since, since_step, paused = time.perf_counter(), first, 0.0
+    for step, b in zip(range(first, tcfg.steps), loader, strict=True):
+        model.train()
+        batch = TrainBatch(
+            *(
+                b[k].to(device, non_blocking=True)
+                for k in ("input", "target", "input_global", "target_global")
+            ),
+            region=Region(tuple(b["size"][0].tolist()), tuple(b["box"][0].tolist())),
+        )
+        terms, grad_norm = train_step(net, batch, loss_fn, opt, sched, scaler, tcfg.clip, amp)
+        done = step + 1
+        if ema is not None:
+            update_ema(ema, model, tcfg.ema, done)
+        bar.update()
+        last = done == tcfg.steps
+
+        # reading a loss waits for the device: only on log steps
+        if live is not None and (done % tcfg.log_every == 0 or last):
+            live.step = done
+            for k, v in terms.items():
+                live.log_metric(f"train/{k}", float(v.detach()))
+            live.log_metric("train/lr", sched.get_last_lr()[0])
+            live.log_metric("train/grad_norm", float(grad_norm))
+            now = time.perf_counter()
+            rate = (done - since_step) * tcfg.batch_size * world / (now - since - paused)
+            since, since_step, paused = now, done, 0.0
+            live.log_metric("train/samples_per_s", rate)
+            if device.type == "cuda":
+                live.log_metric("train/peak_cuda_mb", torch.cuda.max_memory_allocated() / 2**20)
+            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
+            live.make_summary()
+
+        pause_from = time.perf_counter()
+        if live is not None and (done % tcfg.val_every == 0 or last):
+            live.step = done
+            val = _mean_score(released, root / run.split("val"), device, psnr)
+            live.log_metric("val/psnr", float(val))  # what the plateau rule reads
+            live.make_summary()
+        if live is not None and tcfg.curve_every and (done % tcfg.curve_every == 0 or last):
+            # the learning curve: test PSNR/SSIM against samples seen; it chooses nothing
+            live.step = done
+            test = _mean_score(released, root / run.split("test"), device, psnr_ssim)
+            live.log_metric("test/psnr", float(test[0]))
+            live.log_metric("test/ssim", float(test[1]))
+            live.log_metric("test/samples", done * tcfg.batch_size * world)
+            live.make_summary()
+        if rank == 0 and (done % tcfg.checkpoint_every == 0 or last):
+            state = {
+                "ema": ema.state_dict() if ema is not None else None,
+                "computes_in": recipe["computes_in"],
+                "format": "glsgn-train-state",
+                "run": run.name,
+                "step": done,
+                "model_config": recipe["model_config"],
+                "train_config": recipe["train_config"],
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+            }
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(ckpt_path) as f:
+                torch.save(state, f)
+        paused += time.perf_counter() - pause_from
+
+        if stop_at is not None and done >= stop_at:
+            bar.close()
+            return None  # as a kill would stop it: no release, the group left as it is
+    bar.close()
+
+    # -- the release checkpoint: what evaluation and `glsgn restore` load --
+    out_path = root / run.paths.model
+    if rank == 0:
+        save_checkpoint(
+            out_path,
+            released,
+            extra={
+                "run": run.name,
+                "seed": run.seed,
+                "task": run.spec.task,
+                "variant": run.spec.variant,
+                "steps": tcfg.steps,
+                "ema": tcfg.ema,
+                "precision": _PRECISION[amp],
+                "loss": dataclasses.asdict(run.loss_cfg),
+                "semantic_backbone": backbone_kind,
+                "semantic_backbone_detail": backbone,
+            },
+        )
+        live.end()
+        log.info("saved %s after %d steps", out_path, tcfg.steps)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out_path
+
+
+def _resumable(path: Path, device: torch.device, steps: int, recipe: dict) -> dict | None:
+    """The resumable state at `path` when it belongs to this very run (`recipe`: the keys it
+    must match) and is unfinished; None when there is none. Mismatches are TrainErrors."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state["step"] >= steps:
+        # A finished run is trained again only when something it depends on changed
+        # (that is when DVC reruns the stage): start over rather than reuse old weights.
+        log.info("%s holds a finished run: starting over", path)
+        return None
+    was, here = state.get("computes_in", "fp32"), recipe["computes_in"]
+    if was != here:
+        raise TrainError(
+            f"{path}: saved by a run computing in {was}, but this machine computes in {here} "
+            "(train.precision falls back to fp32 on a CPU without native bf16); resume it "
+            "where it started, or delete it to start over"
+        )
+    for key in ("model_config", "train_config"):
+        diffs = config_diffs(state[key], recipe[key])
+        if diffs:
+            raise TrainError(
+                f"{path}: saved with a different {key.split('_')[0]} configuration "
+                f"({'; '.join(diffs)}); delete it to start over, or restore the parameters it "
+                "was saved with"
+            )
+    return state
+
+
+def _mean_score(
+    model: torch.nn.Module,
+    split: Path,
+    device: torch.device,
+    score: Callable[[np.ndarray, np.ndarray], float | tuple[float, ...]],
+) -> np.ndarray:
+    """Mean `score(restored, target)` over the pairs of a split, each restored at full
+    resolution as evaluation restores it."""
+    patch = "auto" if device.type == "cuda" else None  # the whole image when it fits
+    scores = []
+    for it in PairedImages(split):
+        out = restore(model, it["input"], device=device, patch_size=patch, progress=False)
+        scores.append(score(out, it["target"]))
+    return np.mean(scores, axis=0)
+
+
+def loader_workers(tcfg: TrainConfig, device: torch.device) -> int:
+    """train.workers, or for null: on CUDA one loader process per spare core (up to 8), so
+    the GPU sets the pace; on the CPU none, since a worker would take a core from the step."""
+    if tcfg.workers is not None:
+        return tcfg.workers
+    if device.type != "cuda":
+        return 0
+    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
+
+
+def _warn_small_crop(model: torch.nn.Module, crop: int | None) -> None:
     """Say so when a step's crop is all border: its output near the crop's edge depends on
     the zero padding there, which whole-image inference never sees."""
     if crop is None:
@@ -105,80 +469,6 @@ def _collate(items: list[dict]) -> dict:
     return out
 
 
-def _lr_lambda(cfg) -> callable:
-    def f(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        floor = cfg.lr_min / cfg.lr
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return f
-
-
-def _restored(model, root: Path, device: torch.device):
-    """(restored, target) of each pair of a split, restored at full resolution as evaluation
-    restores them."""
-    patch = "auto" if device.type == "cuda" else None  # the whole image when it fits
-    for it in PairedImages(root):
-        out = restore(model, it["input"], device=device, patch_size=patch, progress=False)
-        yield out, it["target"]
-
-
-def _validate(model, root: Path, device: torch.device) -> float:
-    """Mean PSNR of the val split (what the plateau rule reads)."""
-    return float(np.mean([psnr(out, target) for out, target in _restored(model, root, device)]))
-
-
-def _curve(model, root: Path, device: torch.device) -> tuple[float, float]:
-    """Mean PSNR and SSIM of the test split: a point of the learning curve, never used to
-    choose anything during training."""
-    scores = [psnr_ssim(out, target) for out, target in _restored(model, root, device)]
-    return tuple(float(v) for v in np.mean(scores, axis=0))
-
-
-def _autocast(precision: str, device: torch.device, rank: int = 0) -> torch.dtype | None:
-    """train.precision on this device. CUDA autocasts as asked; a CPU autocasts to bf16 only
-    when it runs bf16 in hardware (`native_bf16`), and fp16 never (no fast CPU kernels)."""
-    amp = autocast_dtype(precision)
-    if device.type == "cuda" or amp is None:
-        return amp
-    if amp == torch.bfloat16 and native_bf16():
-        return amp
-    log.log(
-        logging.INFO if rank == 0 else logging.DEBUG,
-        "train.precision %s: no native %s on this CPU, fp32 instead",
-        precision,
-        precision,
-    )
-    return None
-
-
-def _precision(amp: torch.dtype | None) -> str:
-    """The arithmetic a run computes in, in train.precision's words (fp32: no autocast)."""
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
-
-
-def _state(
-    model, opt, sched, step: int, run: str, seed: int, mcfg, tcfg, ema=None, amp=None
-) -> dict:
-    return {
-        "ema": ema.state_dict() if ema is not None else None,
-        # what it computed in: train.precision falls back to fp32 on some CPUs, so a run
-        # resumed on another machine could otherwise switch arithmetic half way
-        "computes_in": _precision(amp),
-        "format": "glsgn-train-state",
-        "run": run,
-        "step": step,
-        "model_config": config_dict(mcfg),
-        # the runs and the other seeds are other stages: adding one must not stop this resuming
-        "train_config": {**config_dict(tcfg, skip=("runs", "seeds")), "seed": seed},
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-    }
-
-
 class _LogOnly:
     """Stands in for dvclive where it is not installed (a bare GPU image): logs, writes nothing."""
 
@@ -204,373 +494,3 @@ def _live(path: Path, resume: bool):
         log.warning("dvclive is not installed: metrics go to the log only")
         return _LogOnly()
     return Live(str(path), resume=resume, save_dvc_exp=False, dvcyaml=False, report=None)
-
-
-def _workers(tcfg: TrainConfig, device: torch.device) -> int:
-    """train.workers, or for null: on CUDA one loader process per spare core (up to 8), so
-    the GPU sets the pace; on the CPU none, since a worker would take a core from the step."""
-    if tcfg.workers is not None:
-        return tcfg.workers
-    if device.type != "cuda":
-        return 0
-    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
-
-
-def _device() -> tuple[torch.device, int, int]:
-    """(device, rank, world size); joins the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True  # every step has the same shapes
-    else:
-        device = torch.device("cpu")
-        torch.use_deterministic_algorithms(True)
-    return device, rank, world
-
-
-def _resume(path: Path, model, opt, sched, now: dict, ema=None) -> int:
-    """Load the resumable state at `path` when it belongs to this very run; -> its step."""
-    if not path.exists():
-        return 0
-    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
-    if state["step"] >= now["train_config"]["steps"]:
-        # A finished run is trained again only when something it depends on changed
-        # (that is when DVC reruns the stage): start over rather than reuse old weights.
-        log.info("%s holds a finished run: starting over", path)
-        return 0
-    was, here = state.get("computes_in", "fp32"), now["computes_in"]
-    if was != here:
-        raise TrainError(
-            f"{path}: saved by a run computing in {was}, but this machine computes in {here} "
-            "(train.precision falls back to fp32 on a CPU without native bf16); resume it "
-            "where it started, or delete it to start over"
-        )
-    for key in ("model_config", "train_config"):
-        diffs = config_diffs(state[key], now[key])
-        if diffs:
-            raise TrainError(
-                f"{path}: saved with a different {key.split('_')[0]} configuration "
-                f"({'; '.join(diffs)}); delete it to start over, or restore the parameters it "
-                "was saved with"
-            )
-    model.load_state_dict(state["model"])
-    if ema is not None:
-        ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    log.info("resuming from step %d (%s)", state["step"], path)
-    return state["step"]
-
-
-def _step(net, model, loss_fn, opt, sched, scaler, batch: TrainBatch, amp, tcfg) -> tuple:
-    """One optimiser step; -> (loss terms, gradient norm), both still on the device."""
-    with torch.autocast(batch.x.device.type, dtype=amp, enabled=amp is not None):
-        out = net(batch.x, global_view=batch.x_global, region=batch.region)
-        terms = loss_fn(out, batch)
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(terms["total"]).backward()
-    scaler.unscale_(opt)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
-    scaler.step(opt)
-    scaler.update()
-    sched.step()
-    return terms, grad_norm
-
-
-@torch.no_grad()
-def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
-    """ema <- d ema + (1 - d) model, d warmed up as (1 + step) / (10 + step): early steps'
-    weights, far from trained, do not linger in the average."""
-    d = min(decay, (1 + step) / (10 + step))
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
-    for b, m in zip(ema.buffers(), model.buffers(), strict=True):
-        b.copy_(m)
-
-
-def _to_device(b: dict, device: torch.device) -> TrainBatch:
-    size, box = b["size"][0].tolist(), b["box"][0].tolist()
-    return TrainBatch(
-        *(
-            b[k].to(device, non_blocking=True)
-            for k in ("input", "target", "input_global", "target_global")
-        ),
-        region=Region(tuple(size), tuple(box)),
-    )
-
-
-@dataclasses.dataclass
-class _Parts:
-    """What a run's steps work on."""
-
-    run: Run
-    tcfg: TrainConfig
-    device: torch.device
-    rank: int
-    world: int
-    model: torch.nn.Module
-    loss_fn: GLSGNLoss
-    data: TrainCrops
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    amp: torch.dtype | None
-    ema: torch.nn.Module | None  # the weights' moving average (train.ema > 0)
-
-    @property
-    def released(self) -> torch.nn.Module:
-        """What validation measures and the release checkpoint holds: the average, if any."""
-        return self.ema if self.ema is not None else self.model
-
-
-def _build(
-    run: Run,
-    tcfg: TrainConfig,
-    device: torch.device,
-    rank: int,
-    world: int,
-    root: Path,
-    progress: bool,
-) -> _Parts:
-    """The model, loss, training crops and optimiser of `run`. Built in this order, because the
-    model and the loss's backbone draw their weights from torch's generator: a run at a seed
-    draws the same weights every time."""
-    amp = _autocast(tcfg.precision, device, rank)
-    mcfg, lcfg = run.model_cfg, run.loss_cfg
-    model = build_model(mcfg).to(device)
-    if tcfg.channels_last:  # oneDNN and cuDNN convolutions are fastest in NHWC
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = GLSGNLoss(lcfg).to(device)
-    ds = TrainCrops(
-        root / run.split("train"),
-        tcfg.crop,
-        model.pad_multiple,
-        mcfg.global_scale,
-        seed=run.seed,
-        cache=root / "data" / "cache",
-        progress=progress,
-    )
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tcfg))
-    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
-    ema = copy.deepcopy(model).requires_grad_(False) if tcfg.ema > 0 else None
-    return _Parts(run, tcfg, device, rank, world, model, loss_fn, ds, opt, sched, scaler, amp, ema)
-
-
-def _run_state(p: _Parts, step: int) -> dict:
-    run = p.run
-    return _state(
-        p.model, p.opt, p.sched, step, run.name, run.seed, run.model_cfg, p.tcfg, p.ema, p.amp
-    )
-
-
-def _backbone(loss_fn: GLSGNLoss) -> tuple[str, str]:
-    """(where the semantic term's backbone came from, its kind), for the log and the release."""
-    sb = loss_fn.backbone
-    return (sb.source, sb.kind) if sb is not None else ("not used",) * 2
-
-
-def _describe(p: _Parts, first: int, workers: int, backbone: str) -> None:
-    tcfg = p.tcfg
-    log.log(
-        logging.INFO if p.rank == 0 else logging.DEBUG,
-        "train %s seed %d: %d params, %d train pairs%s, steps %d from %d, batch %d x %d, crop %s, "
-        "lr %g, %d loader workers%s; semantic backbone: %s",
-        p.run.name,
-        p.run.seed,
-        sum(q.numel() for q in p.model.parameters()),
-        len(p.data),
-        f", {tcfg.precision} autocast" if p.amp else "",
-        tcfg.steps,
-        first,
-        tcfg.batch_size,
-        p.world,
-        tcfg.crop or "whole image",
-        tcfg.lr,
-        workers,
-        ", channels_last" if tcfg.channels_last else "",
-        backbone,
-    )
-
-
-def _open_live(path: Path, run: Run, resume: bool, backbone: str):
-    live = _live(path, resume)
-    live.log_params(
-        {
-            "run": run.name,
-            "seed": run.seed,
-            "task": run.spec.task,
-            "variant": run.spec.variant,
-            "semantic_backbone": backbone,
-        }
-    )
-    return live
-
-
-def _loader(p: _Parts, first: int, workers: int) -> DataLoader:
-    """The batches of steps `first`.. (StepBatches: the same ones a run from step 0 sees)."""
-    sampler = StepBatches(
-        len(p.data), p.tcfg.batch_size, p.run.seed, first, p.tcfg.steps, p.rank, p.world
-    )
-    return DataLoader(
-        p.data,
-        batch_sampler=sampler,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=p.device.type == "cuda",
-        persistent_workers=False,
-    )
-
-
-class _Throughput:
-    """Samples per second over each log interval, less the time spent validating and saving,
-    which is not training time (the first interval includes start-up)."""
-
-    def __init__(self, step: int, batch: int, world: int):
-        self.t, self.step, self.paused = time.perf_counter(), step, 0.0
-        self.batch, self.world = batch, world
-
-    def rate(self, done: int) -> float:
-        """Over the steps since the last call; starts the next interval."""
-        now = time.perf_counter()
-        rate = (done - self.step) * self.batch * self.world / (now - self.t - self.paused)
-        self.t, self.step, self.paused = now, done, 0.0
-        return rate
-
-    @contextlib.contextmanager
-    def pause(self):
-        t0 = time.perf_counter()
-        yield
-        self.paused += time.perf_counter() - t0
-
-
-def _log_train(live, bar, p: _Parts, done: int, terms: dict, grad_norm, clock: _Throughput):
-    live.step = done
-    for k, v in terms.items():
-        live.log_metric(f"train/{k}", float(v.detach()))
-    live.log_metric("train/lr", p.sched.get_last_lr()[0])
-    live.log_metric("train/grad_norm", float(grad_norm))
-    live.log_metric("train/samples_per_s", clock.rate(done))
-    if p.device.type == "cuda":
-        live.log_metric("train/peak_cuda_mb", torch.cuda.max_memory_allocated() / 2**20)
-    bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
-    live.make_summary()
-
-
-def _log_validation(live, p: _Parts, root: Path, done: int) -> None:
-    live.step = done
-    live.log_metric("val/psnr", _validate(p.released, root / p.run.split("val"), p.device))
-    live.make_summary()
-
-
-def _log_curve(live, p: _Parts, root: Path, done: int) -> None:
-    live.step = done
-    test_psnr, test_ssim = _curve(p.released, root / p.run.split("test"), p.device)
-    live.log_metric("test/psnr", test_psnr)
-    live.log_metric("test/ssim", test_ssim)
-    live.log_metric("test/samples", done * p.tcfg.batch_size * p.world)
-    live.make_summary()
-
-
-def _save_state(path: Path, p: _Parts, done: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as f:
-        torch.save(_run_state(p, done), f)
-
-
-def _steps(
-    p: _Parts, net, loader: DataLoader, live, bar, root: Path, first: int, stop_at: int | None
-) -> bool:
-    """Steps `first`.. with their logging, validation and resumable state; -> False when
-    stopped at `stop_at`, as a kill would stop them."""
-    tcfg = p.tcfg
-    clock = _Throughput(first, tcfg.batch_size, p.world)
-    for step, b in zip(range(first, tcfg.steps), loader, strict=True):
-        p.model.train()
-        terms, grad_norm = _step(
-            net, p.model, p.loss_fn, p.opt, p.sched, p.scaler, _to_device(b, p.device), p.amp, tcfg
-        )
-        done = step + 1
-        if p.ema is not None:
-            _update_ema(p.ema, p.model, p.tcfg.ema, done)
-        bar.update()
-        last = done == tcfg.steps
-        # reading a loss waits for the device: only on log steps
-        if live is not None and (done % tcfg.log_every == 0 or last):
-            _log_train(live, bar, p, done, terms, grad_norm, clock)
-        with clock.pause():
-            if live is not None and (done % tcfg.val_every == 0 or last):
-                _log_validation(live, p, root, done)
-            if live is not None and tcfg.curve_every and (done % tcfg.curve_every == 0 or last):
-                _log_curve(live, p, root, done)
-            if p.rank == 0 and (done % tcfg.checkpoint_every == 0 or last):
-                _save_state(root / p.run.paths.checkpoint, p, done)
-        if stop_at is not None and done >= stop_at:
-            return False
-    return True
-
-
-def _release(p: _Parts, root: Path, live, backbone: str, backbone_kind: str) -> Path:
-    """Save the release checkpoint (what evaluation and `glsgn restore` load)."""
-    run, out_path = p.run, root / p.run.paths.model
-    if p.rank == 0:
-        save_checkpoint(
-            out_path,
-            p.released,
-            extra={
-                "run": run.name,
-                "seed": run.seed,
-                "task": run.spec.task,
-                "variant": run.spec.variant,
-                "steps": p.tcfg.steps,
-                "ema": p.tcfg.ema,
-                "precision": _precision(p.amp),
-                "loss": dataclasses.asdict(run.loss_cfg),
-                "semantic_backbone": backbone_kind,
-                "semantic_backbone_detail": backbone,
-            },
-        )
-        live.end()
-        log.info("saved %s after %d steps", out_path, p.tcfg.steps)
-    if p.world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return out_path
-
-
-def train(
-    name: str,
-    params: Params,
-    root: Path = Path("."),
-    seed: int | None = None,
-    stop_at: int | None = None,
-    progress: bool = True,
-) -> Path | None:
-    """Train run `name` of train.runs at `seed` of train.seeds (default: the first); returns
-    models/RUN/seedSEED.pt. `stop_at` ends the process's work after that step, as a kill
-    would (for tests and preemption drills)."""
-    run = Run.of(params, name, seed)
-    device, rank, world = _device()
-    start(run, "train", device, rank)
-    p = _build(run, params.train, device, rank, world, root, progress)
-    first = _resume(root / run.paths.checkpoint, p.model, p.opt, p.sched, _run_state(p, 0), p.ema)
-    backbone, backbone_kind = _backbone(p.loss_fn)
-    workers = _workers(p.tcfg, device)
-    _describe(p, first, workers, backbone)
-    _warn_small_crop(p.model, p.tcfg.crop)
-    net = DistributedDataParallel(p.model) if world > 1 else p.model
-    live = _open_live(root / run.paths.live, run, first > 0, backbone) if rank == 0 else None
-    loader = _loader(p, first, workers)
-    bar = tqdm(
-        total=p.tcfg.steps,
-        initial=first,
-        desc=f"train {name} seed {run.seed}",
-        unit="step",
-        disable=not progress or rank != 0,
-    )
-    finished = _steps(p, net, loader, live, bar, root, first, stop_at)
-    bar.close()
-    return _release(p, root, live, backbone, backbone_kind) if finished else None

@@ -20,7 +20,7 @@ PERIODS = (2, 4, 8)
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("runs", nargs="+", help="runs of train.runs with images in reports/restored")
+    p.add_argument("runs", nargs="+", help="runs (TASK-VARIANT) with images in reports/restored")
     p.add_argument("--root", type=Path, default=Path("."))
     p.add_argument("--seed", type=int, help="the training seed (default: the first)")
     args = p.parse_args()

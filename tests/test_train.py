@@ -18,7 +18,7 @@ import torch
 import torchvision
 import yaml
 
-from glsgn.config import LossConfig, Params, RunSpec, TrainConfig, from_dict
+from glsgn.config import LossConfig, Params, TrainConfig, from_dict
 from glsgn.data.io import read_image
 from glsgn.data.prepare import prepare
 from glsgn.evaluate import evaluate, load_lpips, psnr_ssim
@@ -29,15 +29,13 @@ from glsgn.train import TrainError, train
 from .conftest import TINY
 from .test_data import SMALL
 
-RUNS = {
-    "reflection-full": RunSpec("reflection", "full"),
-    "reflection-fullres": RunSpec("reflection", "fullres"),
-}
+RUNS = ("reflection-full", "reflection-fullres")  # full, and one baseline: variants below
 
 
 def _params(**train) -> Params:
     t = dict(
-        runs=RUNS,
+        variants=("fullres",),
+        variant_tasks=("reflection",),
         steps=8,
         batch_size=2,
         crop=32,
@@ -48,8 +46,9 @@ def _params(**train) -> Params:
         lr=2e-3,
     )
     t.update(train)
+    data = dataclasses.replace(SMALL, tasks={"reflection": {}})
     return Params(
-        model=TINY, data=SMALL, train=TrainConfig(**t), loss=LossConfig(backbone_layers=(1,))
+        model=TINY, data=data, train=TrainConfig(**t), loss=LossConfig(backbone_layers=(1,))
     )
 
 
@@ -141,7 +140,8 @@ def test_one_pair_is_learnt(root, tmp_path):
             first = sorted((src / side).iterdir())[0]
             (work / "data/prepared/reflection" / split / side / first.name).symlink_to(first)
     params = _params(steps=80, batch_size=1, crop=None, val_every=80, checkpoint_every=80)
-    params = dataclasses.replace(params, loss=LossConfig(semantic=0.0))
+    no_semantic = {**params.loss.consistency, "semantic": 0.0}
+    params = dataclasses.replace(params, loss=LossConfig(consistency=no_semantic))
     train("reflection-full", params, work, progress=False)
     val = work / "dvclive/reflection-full/seed0/plots/metrics/val/psnr.tsv"
     psnr = float(list(csv.DictReader(open(val), delimiter="\t"))[-1]["psnr"])
@@ -151,34 +151,24 @@ def test_one_pair_is_learnt(root, tmp_path):
 
 
 def test_unknown_run_is_a_clear_error(root, tmp_path):
-    with pytest.raises(RunError, match="'reflection-nope' is not in train.runs"):
+    with pytest.raises(RunError, match="'reflection-nope' is not one of params.yaml's runs"):
         train("reflection-nope", _params(), tmp_path, progress=False)
-    with pytest.raises(RunError, match="'reflection-nope' is not in train.runs"):
+    with pytest.raises(RunError, match="'reflection-nope' is not one of params.yaml's runs"):
         evaluate("reflection-nope", _params(), tmp_path, progress=False)
     with pytest.raises(RunError, match=r"seed 7 of run 'reflection-full' is not in train.seeds"):
         train("reflection-full", _params(), tmp_path, seed=7, progress=False)
 
 
-def test_torchrun_two_gloo_processes(root, tmp_path):
+def test_train_nproc_launches_torchrun_with_two_gloo_processes(root, tmp_path):
+    """train.nproc: 2 makes `glsgn train`, the train stages' command, run itself under
+    torchrun: two processes, each with its half of every batch."""
     work = _fresh(root, tmp_path)
-    params = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(_params(steps=4)), sort_keys=False))
-    params["train"]["runs"] = {k: dataclasses.asdict(v) for k, v in RUNS.items()}
+    params = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(_params(steps=4, nproc=2))))
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     from_dict(Params, yaml.safe_load((work / "params.yaml").read_text()))  # still valid
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "glsgn",
-            "train",
-            "reflection-full",
-            "--quiet",
-        ],
+        [sys.executable, "-m", "glsgn", "train", "reflection-full", "--quiet"],
         cwd=work,
         env=env,
         capture_output=True,
@@ -201,8 +191,19 @@ def test_evaluate_writes_metrics_and_says_why_lpips_is_missing(root, tmp_path, m
         assert 5 < m["psnr"] < 60 and 0 < m["ssim"] <= 1 and m["n_images"] == 1
         assert m["semantic_backbone"] == "random"
     saved = json.loads((work / "metrics/reflection-fullres/seed0.json").read_text())
-    assert saved["variant"] == "fullres" and saved["psnr"] == m["psnr"]
-    env = saved["environment"]  # what the last bits depend on (README "Reproducibility")
+    record = json.loads((work / "metrics/reflection-fullres/seed0.record.json").read_text())
+    # the metric: scores alone, one row of `dvc metrics show`; the record says what they are
+    assert set(saved) == {
+        "psnr",
+        "ssim",
+        "psnr_y",
+        "ssim_y",
+        "lpips",
+        "seconds_per_image",
+        "peak_memory_mb",
+    }
+    assert record["variant"] == "fullres" and saved["psnr"] == m["psnr"]
+    env = record["environment"]  # what the last bits depend on (README "Reproducibility")
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     rows = list(csv.DictReader(open(work / "metrics/reflection-fullres/seed0.csv")))
@@ -217,7 +218,7 @@ def test_evaluate_writes_metrics_and_says_why_lpips_is_missing(root, tmp_path, m
     assert float(rows[0]["ssim_y"]) == pytest.approx(ssim_y, abs=1e-9)
     assert (
         saved["psnr_y"] == pytest.approx(psnr_y, abs=1e-9)
-        and "psnr_y, ssim_y" in saved["conventions"]
+        and "psnr_y, ssim_y" in record["conventions"]
     )
 
 
@@ -227,7 +228,7 @@ def test_learning_curve_is_what_evaluation_measures(root, tmp_path):
     from glsgn.results import learning_curves
 
     work = _fresh(root, tmp_path)
-    params = _params(curve_every=4, ema=0.9, runs={"reflection-full": RUNS["reflection-full"]})
+    params = _params(curve_every=4, ema=0.9)
     train("reflection-full", params, work, progress=False)
     m = evaluate("reflection-full", params, work, progress=False)
     curves = work / "dvclive/reflection-full/seed0/plots/metrics/test"
@@ -252,13 +253,13 @@ def test_cpu_precision_follows_the_hardware(monkeypatch, caplog):
     import glsgn.train as t
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    assert t._autocast("bf16", cuda) == torch.bfloat16
-    assert t._autocast("fp16", cuda) == torch.float16
+    assert t.autocast_for("bf16", cuda) == torch.bfloat16
+    assert t.autocast_for("fp16", cuda) == torch.float16
     monkeypatch.setattr(t, "native_bf16", lambda: True)
-    assert t._autocast("bf16", cpu) == torch.bfloat16 and t._autocast("fp32", cpu) is None
+    assert t.autocast_for("bf16", cpu) == torch.bfloat16 and t.autocast_for("fp32", cpu) is None
     monkeypatch.setattr(t, "native_bf16", lambda: False)
     with caplog.at_level("INFO", logger="glsgn.train"):
-        assert t._autocast("bf16", cpu) is None and t._autocast("fp16", cpu) is None
+        assert t.autocast_for("bf16", cpu) is None and t.autocast_for("fp16", cpu) is None
     assert "no native bf16 on this CPU" in caplog.text and "no native fp16" in caplog.text
 
 
@@ -392,15 +393,15 @@ def test_lpips_loads_backbone_weights_from_a_file(tmp_path, monkeypatch):
 
 
 def test_loader_workers_default_to_the_machine(monkeypatch):
-    from glsgn.train import _workers
+    from glsgn.train import loader_workers
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    assert _workers(TrainConfig(workers=3), cpu) == 3
-    assert _workers(TrainConfig(), cpu) == 0  # a worker would take a core from the step
+    assert loader_workers(TrainConfig(workers=3), cpu) == 3
+    assert loader_workers(TrainConfig(), cpu) == 0  # a worker would take a core from the step
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
-    assert _workers(TrainConfig(), cuda) == 8
+    assert loader_workers(TrainConfig(), cuda) == 8
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    assert _workers(TrainConfig(), cuda) == 1
+    assert loader_workers(TrainConfig(), cuda) == 1
 
 
 def test_each_seed_is_a_run_of_its_own(root, tmp_path):
@@ -424,3 +425,30 @@ def test_each_seed_is_a_run_of_its_own(root, tmp_path):
     assert m["seed"] == 1 and (work / "dvclive/reflection-full/seed1/metrics.json").is_file()
     rows = list(csv.DictReader(open(work / "metrics/reflection-full/seed1.csv")))
     assert [r["seed"] for r in rows] == ["1"]
+
+
+@pytest.mark.slow
+def test_train_throughput_benchmark_runs(monkeypatch, capsys):
+    """benchmarks/train_throughput.py end to end on a tiny size, a step of each setting: it
+    times train.py's own pieces (`train_step`, `train`), so a change there that breaks it
+    fails here rather than on the next GPU run."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look themselves up
+    spec.loader.exec_module(bench)
+    tiny = "--pairs 1 --size 64x48 --crop 32 --samples 2 --uncached-samples 1 --step-crop 32 "
+    tiny += "--step-batch 1 --steps 1 --cpu-steps --precision fp32 --train-steps 1"
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", *tiny.split()])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the settings run here
+    bench.main()
+    lines = capsys.readouterr().out.splitlines()
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("| ")]
+    got = {(section, what): value for section, what, value, _ in rows[1:]}  # under the header
+    assert float(got["data", "items/s per worker, cached"]) > 0
+    for variant in ("full", "fullres"):
+        assert float(got["step", f"{variant}: GFLOP per sample (forward + backward)"]) > 0
+        assert float(got["step", f"{variant}: model step samples/s on cpu, fp32"]) > 0
+    assert float(got["settings", "glsgn train, fp32"].split()[0]) > 0

@@ -1,25 +1,29 @@
 """params.yaml schema: typed, validated configuration, read in one place.
 
-Every section is a frozen pydantic dataclass. Its field types state each key's type and range,
-its `_check` the rules between keys. A section is validated however it is built (from
-params.yaml, from a checkpoint's plain dict, by `dataclasses.replace` or in code); anything
-wrong is a `ConfigError` that names the key (``model.widths[1]``) and the value.
+Every section is a glsgn.sections section (a frozen pydantic dataclass): its field types state
+each key's type and range, its `_check` the rules between keys; anything wrong is a
+`ConfigError` naming the key path, pydantic's message and the value.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import typing
-from collections.abc import Callable
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import pydantic
 import yaml
-from pydantic import Field, Strict, model_validator
-from typing_extensions import dataclass_transform
+from pydantic import Field, model_validator
+
+from .sections import (
+    Bool,
+    ConfigError,
+    Float,
+    Int,
+    Str,
+    from_dict,
+    require,
+    section,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -38,9 +42,6 @@ __all__ = [
     "TaskConfig",
     "PairedConfig",
     "FiguresConfig",
-    "section",
-    "Range",
-    "ordered",
     "Params",
     "Precision",
     "Device",
@@ -50,14 +51,6 @@ __all__ = [
     "from_dict",
 ]
 
-_T = TypeVar("_T")
-
-# Strict scalars: YAML's `true` is no int, "3" no int and no number; an int is a number
-# (`lr: 1`), stored as a float. Lists (YAML, checkpoints) are accepted for tuples.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
-Str = Annotated[str, Strict()]
 Width = Annotated[Int, Field(ge=1, le=4096)]
 Levels = Annotated[tuple[Width, ...], Field(min_length=1, max_length=6)]
 Scales = Annotated[tuple[Float, ...], Field(min_length=1, max_length=6)]
@@ -66,16 +59,9 @@ Seed = Annotated[Int, Field(ge=0, lt=2**32)]
 Steps = Annotated[Int, Field(ge=1, le=10**8)]
 Weight = Annotated[Float, Field(ge=0, le=1000)]
 Stages = Annotated[tuple[Annotated[Int, Field(ge=0, le=8)], ...], Field(min_length=1)]
-
 Precision = Literal["fp32", "bf16", "fp16"]  # autocast; fp32: none
 # cuda:N too, as `glsgn restore --device` takes it
 Device = Literal["auto", "cpu", "cuda"] | Annotated[Str, Field(pattern=r"^cuda:\d+$")]
-
-
-def Range(lo: float, hi: float, item: Any = Float) -> Any:
-    """[low, high] with lo <= low, high <= hi (low <= high: `_ordered`)."""
-    bound = Annotated[item, Field(ge=lo, le=hi)]
-    return tuple[bound, bound]
 
 
 def autocast_dtype(precision: Precision) -> torch.dtype | None:
@@ -85,117 +71,18 @@ def autocast_dtype(precision: Precision) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-class ConfigError(ValueError):
-    """A parameter is unknown, of the wrong type or out of range; the message names the key."""
-
-
 def _known(names: Any) -> str:
     return f"one of {', '.join(names)}"
-
-
-def _require(ok: bool, key: str, expected: str, value: Any) -> None:
-    """A rule the field types cannot state, in a `_check`. Its error is the one convention
-    `_message` reads: ValueError("KEY: MESSAGE"), KEY relative to the section checking it
-    (``local_scales[1]``, ``runs.x.task``) and MESSAGE naming the value."""
-    if not ok:
-        raise ValueError(f"{key}: expected {expected} (got {value!r})")
 
 
 def _is_power_of_two(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
-def _ordered(cfg: _T) -> _T:
-    """Each [low, high] pair of a section has low <= high."""
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if isinstance(v, tuple):
-            _require(v[0] <= v[1], f.name, "[low, high] with low <= high", list(v))
-    return cfg
-
-
-# --- pydantic's errors, as messages that name the key -----------------------------------------
-
-
-def _keys(cls: Any, loc: tuple) -> str:
-    """The keys of the section holding `loc`'s last key, section `cls` at loc ()."""
-    items = iter(loc[:-1])
-    for item in items:
-        tp = cls.__pydantic_fields__[item].annotation
-        if typing.get_origin(tp) is dict:
-            next(items, None)  # a key of the mapping, whose values are one section
-        found = [tp]
-        for t in found:  # the section in X, X | None, dict[K, X]
-            found += typing.get_args(t)
-        cls = next(t for t in found if isinstance(t, type) and dataclasses.is_dataclass(t))
-    return ", ".join(cls.__pydantic_fields__)
-
-
-def _message(error: pydantic.ValidationError, cls: type, prefix: str, data: Any) -> str:
-    """Each error of `error` as "KEY.PATH: MESSAGE (got VALUE)", on one line, "; "-joined.
-
-    KEY.PATH is the error's loc under `prefix`, read along the input `data`: a mapping's key
-    as ``.key``, a list's index as ``[i]``; the rest of loc names a union's member (whose
-    errors are joined by "or") or a mapping's key of the wrong type. MESSAGE is pydantic's;
-    an unknown key's lists the section's keys; a `_check` rule's is its own (`_require`)."""
-    errors, found = error.errors(), {}
-    for e in errors:
-        loc, kind = e["loc"], e["type"]
-        if kind == "too_short" and any(f["loc"][: len(loc)] == loc != f["loc"] for f in errors):
-            continue  # a list too short once its bad items are dropped: those are named
-        key, value = prefix, data
-        for item in loc:
-            if isinstance(value, (list, tuple)) and isinstance(item, int):
-                key, value = f"{key}[{item}]", value[item] if item < len(value) else None
-            elif isinstance(value, dict) and item != "[key]":
-                key, value = f"{key}.{item}" if key else str(item), value.get(item)
-            else:
-                break
-        msg, got = e["msg"], f" (got {e['input']!r})"
-        if kind == "value_error":  # "KEY: MESSAGE" from `_require`
-            rel, _, msg = str(e["ctx"]["error"]).partition(": ")
-            key, got = f"{key}.{rel}" if key else rel, ""
-        elif kind in ("unexpected_keyword_argument", "extra_forbidden"):
-            msg = f"unknown key, expected one of {_keys(cls, loc)}"
-        elif kind == "missing":
-            got = ""
-        msgs = found.setdefault(key, ([], got))[0]
-        if msg not in msgs:
-            msgs.append(msg)
-    return "; ".join(f"{key}: {' or '.join(msgs)}{got}" for key, (msgs, got) in found.items())
-
-
-@dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
-def _section(key: str) -> Callable[[type[_T]], type[_T]]:
-    """A frozen pydantic dataclass for the section at `key`. Built in code too (`dataclasses.
-    replace`, `ModelConfig(...)`) its errors are `ConfigError`s naming the key, on one line."""
-
-    def make(cls: type[_T]) -> type[_T]:
-        config = pydantic.ConfigDict(extra="forbid")
-        cls = pydantic.dataclasses.dataclass(frozen=True, config=config)(cls)
-        validate = cls.__init__
-        names = [f.name for f in dataclasses.fields(cls)]
-
-        @functools.wraps(validate)
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            if len(args) <= len(names) and not kwargs.keys() & set(names[: len(args)]):
-                kwargs = {**dict(zip(names, args, strict=False)), **kwargs}  # errors name keys
-                args = ()
-            try:
-                validate(self, *args, **kwargs)
-            except pydantic.ValidationError as e:
-                raise ConfigError(_message(e, cls, key, kwargs)) from None
-
-        cls.__init__ = __init__  # type: ignore[method-assign]
-        return cls
-
-    return make
-
-
 # --- the sections ------------------------------------------------------------------------------
 
 
-@_section("model")
+@section("model")
 class ModelConfig:
     """Every size of the network (framework.png, LP.png). Defaults are the embedded CPU profile."""
 
@@ -222,28 +109,28 @@ class ModelConfig:
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
-        _require(
+        require(
             _is_power_of_two(self.global_scale),
             "global_scale",
             "a power of two in [1, 64]",
             self.global_scale,
         )
         s = self.local_scales
-        _require(s[0] == 1.0, "local_scales[0]", "1.0 (the full-resolution pathway)", s[0])
+        require(s[0] == 1.0, "local_scales[0]", "1.0 (the full-resolution pathway)", s[0])
         for i, v in enumerate(s):
             inv = 1.0 / v if v > 0 else 0.0
             ok = v > 0 and inv == round(inv) and _is_power_of_two(round(inv)) and inv <= 64
-            _require(ok, f"local_scales[{i}]", "1/2^k with k in [0, 6]", v)
+            require(ok, f"local_scales[{i}]", "1/2^k with k in [0, 6]", v)
             if i:
-                _require(v < s[i - 1], f"local_scales[{i}]", f"< {s[i - 1]} (decreasing)", v)
+                require(v < s[i - 1], f"local_scales[{i}]", f"< {s[i - 1]} (decreasing)", v)
         a = self.align
-        _require(
+        require(
             self.patch_size >= 2 * a and self.patch_size % a == 0,
             "patch_size",
             f"a multiple of {a} and >= {2 * a} (for widths of {len(self.widths)} levels)",
             self.patch_size,
         )
-        _require(
+        require(
             self.global_pathway or self.local_pathways,
             "global_pathway",
             "true when local_pathways is false (the network needs a pathway)",
@@ -251,7 +138,7 @@ class ModelConfig:
         )
         if self.fullres_widths is not None:
             n, w = len(self.widths), list(self.fullres_widths)
-            _require(len(w) == n, "fullres_widths", f"{n} levels like model.widths", w)
+            require(len(w) == n, "fullres_widths", f"{n} levels like model.widths", w)
         return self
 
     @property
@@ -292,7 +179,7 @@ def parse_memory(text: str | int | None) -> int | None:
     return int(value)
 
 
-@_section("restore")
+@section("restore")
 class RestoreConfig:
     """Defaults of `glsgn restore` (each is also a command-line flag; this is their one source)."""
 
@@ -308,21 +195,17 @@ class RestoreConfig:
         return self
 
 
-@_section("data.scenes")
+@section("data.scenes")
 class ScenesConfig:
     """Procedural dead-leaves scenes: UHR detail down to the pixel, with an occlusion depth."""
 
-    # smallest leaf radius, pixels (at any resolution: detail to the pixel)
-    r_min: Annotated[Float, Field(ge=0.5, le=64)] = 1.5
-    # largest leaf radius, as a fraction of the shorter side
-    r_max: Annotated[Float, Field(gt=0, le=1)] = 0.25
-    # radius density ~ r^-exponent; 3 is scale invariant
-    exponent: Annotated[Float, Field(ge=1.5, le=5)] = 3.0
-    # leaf area / canvas area; about e^-coverage stays background
-    coverage: Annotated[Float, Field(ge=0.5, le=10)] = 3.0
+    r_min: Annotated[Float, Field(ge=0.5, le=64)] = 1.5  # smallest leaf radius, pixels
+    r_max: Annotated[Float, Field(gt=0, le=1)] = 0.25  # largest, a fraction of the short side
+    exponent: Annotated[Float, Field(ge=1.5, le=5)] = 3.0  # density ~ r^-exponent; 3: scale-free
+    coverage: Annotated[Float, Field(ge=0.5, le=10)] = 3.0  # leaf area / canvas area
 
 
-@_section("data.splits")
+@section("data.splits")
 class SplitsConfig:
     """Number of image pairs per split (synthetic data)."""
 
@@ -334,7 +217,7 @@ class SplitsConfig:
 Folder = Annotated[Str, Field(min_length=1)]
 
 
-@_section("data.tasks.TASK.paired.splits")
+@section("data.tasks.TASK.paired.splits")
 class SplitFoldersConfig:
     """Each split's folder under the dataset's root ("." the root itself); null for val or
     test: drawn from train (`PairedConfig.val_fraction`, `test_fraction`)."""
@@ -344,7 +227,7 @@ class SplitFoldersConfig:
     test: Folder | None = "test"
 
 
-@_section("data.tasks.TASK.paired")
+@section("data.tasks.TASK.paired")
 class PairedConfig:
     """A paired dataset as it ships: data/raw/ROOT/SPLIT/{INPUT,TARGET} (README "Real paired
     data" has one recipe per dataset)."""
@@ -378,11 +261,11 @@ class PairedConfig:
         for key, v in paths:
             if v is not None:
                 ok = not Path(v).is_absolute() and ".." not in Path(v).parts
-                _require(ok, key, "a path relative to data/raw, without '..'", v)
+                require(ok, key, "a path relative to data/raw, without '..'", v)
         for key in ("input_stem", "target_stem"):
             v = getattr(self, key)
-            _require(v.count("{id}") == 1, key, "a stem pattern with one {id}", v)
-        _require(
+            require(v.count("{id}") == 1, key, "a stem pattern with one {id}", v)
+        require(
             (self.match == "listing") == (self.listing is not None),
             "listing",
             "a JSON file name with match: listing, and null otherwise",
@@ -394,7 +277,7 @@ class PairedConfig:
 Name = Annotated[Str, Field(pattern=r"^[A-Za-z0-9_]+$")]  # a task, term or variant: no '-'
 
 
-@_section("data.tasks.TASK")
+@section("data.tasks.TASK")
 class TaskConfig:
     """A task: a degradation synthesised over the clean images, or a paired dataset."""
 
@@ -405,22 +288,18 @@ class TaskConfig:
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
         both = self.degradation is not None and self.paired is not None
-        _require(not both, "paired", "null with a degradation (a task is one or the other)", "..")
+        require(not both, "paired", "null with a degradation (a task is one or the other)", "..")
         return self
 
 
-def _default_tasks() -> dict[str, TaskConfig]:
-    return {t: TaskConfig() for t in ("reflection", "rain", "haze")}
-
-
-@_section("data")
+@section("data")
 class DataConfig:
     """Dataset preparation (prepare@task stages)."""
 
     # name: {} synthesises the degradation of that name, {degradation: NAME} another,
     # {paired: {...}} reads a dataset in data/raw
     tasks: Annotated[dict[Name, TaskConfig], Field(min_length=1)] = field(
-        default_factory=_default_tasks
+        default_factory=lambda: {t: TaskConfig() for t in ("reflection", "rain", "haze")}
     )
     size: tuple[Side, Side] = (128, 224)  # H, W of synthetic pairs; paper profile: 2160, 3840
     reference_size: Side = 1024  # long side at which synthesis pixel sizes are given
@@ -437,14 +316,13 @@ class DataConfig:
         from .data.synthesis import DEGRADATIONS  # numpy and OpenCV: only when validating
 
         for name in self.degradations:
-            _require(name in DEGRADATIONS, f"degradations.{name}", _known(DEGRADATIONS), name)
+            require(name in DEGRADATIONS, f"degradations.{name}", _known(DEGRADATIONS), name)
         for task in self.tasks:
             name = self.task(task).degradation
             if name is not None:
-                _require(
-                    name in DEGRADATIONS, f"tasks.{task}.degradation", _known(DEGRADATIONS), name
-                )
-                self.degradation(name)  # its errors name data.degradations.NAME
+                key = f"tasks.{task}.degradation"
+                require(name in DEGRADATIONS, key, _known(DEGRADATIONS), name)
+                self.degradation(name, prefix="")  # a ValueError naming the key, as `require`
         return self
 
     def task(self, name: str) -> TaskConfig:
@@ -454,21 +332,25 @@ class DataConfig:
             return TaskConfig(degradation=name)
         return t
 
-    def degradation(self, name: str) -> Any:
+    def degradation(self, name: str, prefix: str = "data.") -> Any:
         """The settings of degradation `name`: data.degradations.NAME over its defaults."""
         from .data.synthesis import DEGRADATIONS
 
         settings = DEGRADATIONS[name].settings
         if settings is None:
             return None
-        return from_dict(settings, self.degradations.get(name), f"data.degradations.{name}")
+        key = f"{prefix}degradations.{name}"
+        try:
+            return from_dict(settings, self.degradations.get(name), key)
+        except ConfigError as e:
+            raise (ValueError(str(e)) if not prefix else e) from None
 
     def scale(self, h: int, w: int) -> float:
         """Factor from reference-size pixels to pixels of an h x w image."""
         return max(h, w) / self.reference_size
 
 
-@_section("train")
+@section("train")
 class TrainConfig:
     """The training recipe (train@run stages)."""
 
@@ -519,9 +401,9 @@ class TrainConfig:
         from .variants import BLOCKS  # the block and baseline rows of the ablation table
 
         for i, v in enumerate(self.variants):
-            _require(v in BLOCKS, f"variants[{i}]", _known(BLOCKS), v)
-        _require(self.lr_min <= self.lr, "lr_min", "in [0, train.lr]", self.lr_min)
-        _require(
+            require(v in BLOCKS, f"variants[{i}]", _known(BLOCKS), v)
+        require(self.lr_min <= self.lr, "lr_min", "in [0, train.lr]", self.lr_min)
+        require(
             len(set(self.seeds)) == len(self.seeds),
             "seeds",
             "a list of distinct seeds",
@@ -530,7 +412,7 @@ class TrainConfig:
         return self
 
 
-@_section("loss")
+@section("loss")
 class LossConfig:
     """Reconstruction losses and the four consistency terms (docs/method.md, "Losses")."""
 
@@ -554,7 +436,7 @@ def _consistency_defaults() -> dict[str, float]:
     return {name: term.weight for name, term in CONSISTENCY.items()}
 
 
-@_section("figures")
+@section("figures")
 class FiguresConfig:
     """What the attention and qualitative figures show."""
 
@@ -562,7 +444,7 @@ class FiguresConfig:
     run: Str | None = None
 
 
-@_section("evaluate")
+@section("evaluate")
 class EvaluateConfig:
     """Full-resolution evaluation (evaluate@run stages)."""
 
@@ -597,7 +479,7 @@ def benchmark_size(name: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
-@_section("benchmark")
+@section("benchmark")
 class BenchmarkConfig:
     """The benchmark stage: inference time and peak memory per resolution (efficiency figure)."""
 
@@ -616,7 +498,7 @@ class BenchmarkConfig:
         return self
 
 
-@_section("")
+@section("")
 class Params:
     """The whole params.yaml."""
 
@@ -636,26 +518,16 @@ class Params:
         tasks = f"a task of data.tasks ({', '.join(self.data.tasks)})"
         for key in ("variant_tasks", "term_tasks"):
             for i, task in enumerate(getattr(self.train, key)):
-                _require(task in self.data.tasks, f"train.{key}[{i}]", tasks, task)
+                require(task in self.data.tasks, f"train.{key}[{i}]", tasks, task)
         figure = runs(self).get(self.figure_run)
         ok = figure is not None and figure.variant not in BLOCKS
-        _require(ok, "figures.run", "a run of GLSGN with every block", self.figure_run)
+        require(ok, "figures.run", "a run of GLSGN with every block", self.figure_run)
         return self
 
     @property
     def figure_run(self) -> str:
         """The run the attention and qualitative figures show (figures.run)."""
         return self.figures.run or f"{next(iter(self.data.tasks))}-full"
-
-
-def from_dict(cls: type[_T], data: dict | None, prefix: str = "") -> _T:
-    """Build and validate section `cls` from a plain mapping (YAML or a checkpoint)."""
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping (got {data!r})")
-    try:
-        return pydantic.TypeAdapter(cls).validate_python(data or {})
-    except pydantic.ValidationError as e:
-        raise ConfigError(_message(e, cls, prefix, data or {})) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -675,7 +547,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return from_dict(Params, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-
-
-# For sections declared beside the code they configure (a degradation's settings).
-section, ordered = _section, _ordered

@@ -10,14 +10,15 @@ import yaml
 
 from glsgn.config import (
     ConfigError,
+    LossConfig,
     ModelConfig,
     Params,
     RestoreConfig,
-    RunSpec,
     TrainConfig,
     from_dict,
     load_params,
 )
+from glsgn.data.synthesis import HazeConfig, RainConfig, ReflectionConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,10 @@ def test_committed_params_load_and_match_the_defaults():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
     assert p.model == ModelConfig()  # params.yaml states every default explicitly
-    assert p.model.variant == "full"
+    assert p.loss.consistency == LossConfig().consistency
+    assert [p.data.degradation(t) for t in p.data.tasks] == [
+        s() for s in (ReflectionConfig, RainConfig, HazeConfig)
+    ]
 
 
 def _load(tmp_path, text):
@@ -55,8 +59,12 @@ def _assert_names(error: ConfigError, key: str, value: str, file: Path | None = 
 BAD_YAML = [
     ("model: {widht: [4]}", "model.widht", "[4]"),  # unknown keys
     ("modle: {}", "modle", "{}"),
-    ("train: {runs: {x: {varaint: full}}}", "train.runs.x.varaint", "'full'"),
-    ("data: {paired: {rain: {order: sorted}}}", "data.paired.rain.order", "'sorted'"),
+    ("data: {tasks: {x: {degradaton: rain}}}", "data.tasks.x.degradaton", "'rain'"),
+    (
+        "data: {tasks: {rain: {paired: {order: sorted}}}}",
+        "data.tasks.rain.paired.order",
+        "'sorted'",
+    ),
     ("model: {blocks: two}", "model.blocks", "'two'"),  # strict types
     ("model: {blocks: 1.5}", "model.blocks", "1.5"),
     ("model: {blocks: true}", "model.blocks", "True"),
@@ -80,10 +88,20 @@ BAD_YAML = [
     ("benchmark: {device: tpu}", "benchmark.device", "'tpu'"),
     ("evaluate: {device: gpu}", "evaluate.device", "'gpu'"),
     ("train: {crop: -1}", "train.crop", "-1"),  # null or a bounded int
-    ("train: {runs: {1: {task: rain}}}", "train.runs.1", "1"),  # a mapping's key
+    ("data: {tasks: {1: {}}}", "data.tasks.1", "1"),  # a mapping's key
+    ("data: {tasks: {my-task: {}}}", "data.tasks.my-task", "'my-task'"),  # no '-': TASK-VARIANT
+    ("loss: {consistency: {content: -1}}", "loss.consistency.content", "-1"),
     ("evaluate: {platform_spread: {x: 0.1}}", "evaluate.platform_spread.x", "'x'"),
-    ("data: {paired: {rain: {splits: {train: null}}}}", "data.paired.rain.splits.train", "None"),
-    ("data: {paired: {rain: {val_fraction: 0.9}}}", "data.paired.rain.val_fraction", "0.9"),
+    (
+        "data: {tasks: {rain: {paired: {splits: {train: null}}}}}",
+        "data.tasks.rain.paired.splits.train",
+        "None",
+    ),
+    (
+        "data: {tasks: {rain: {paired: {val_fraction: 0.9}}}}",
+        "data.tasks.rain.paired.val_fraction",
+        "0.9",
+    ),
     ("model: []", "model", "[]"),  # a section that is no mapping
     ("model: {global_scale: 3}", "model.global_scale", "3"),  # rules between keys
     ("model: {local_scales: [1.0, 0.5, 0.5]}", "model.local_scales[2]", "0.5"),
@@ -95,14 +113,18 @@ BAD_YAML = [
     ("restore: {max_memory: lots}", "restore.max_memory", "'lots'"),
     ("benchmark: {sizes: [16K]}", "benchmark.sizes[0]", "'16K'"),
     ("benchmark: {sizes: [1K, 960x0]}", "benchmark.sizes[1]", "'960x0'"),
-    ("data: {rain: {layers: [4, 2]}}", "data.rain.layers", "[4, 2]"),
-    ("data: {tasks: [haze, haze]}", "data.tasks", "['haze', 'haze']"),
-    ("data: {paired: {rain: {root: ../x}}}", "data.paired.rain.root", "'../x'"),
+    ("data: {degradations: {rain: {layers: [4, 2]}}}", "data.degradations.rain.layers", "[4, 2]"),
+    ("data: {degradations: {rian: {}}}", "data.degradations.rian", "'rian'"),
+    ("data: {tasks: {snow: {}}}", "data.tasks.snow.degradation", "'snow'"),
+    ("data: {tasks: [haze, rain]}", "data.tasks", "['haze', 'rain']"),
+    ("data: {tasks: {rain: {paired: {root: ../x}}}}", "data.tasks.rain.paired.root", "'../x'"),
     ("train: {lr: 0.001, lr_min: 0.01}", "train.lr_min", "0.01"),
     ("train: {seeds: [1, 1]}", "train.seeds", "[1, 1]"),
-    ("train: {runs: {x: {variant: nope}}}", "train.runs.x.variant", "'nope'"),
-    ("train: {runs: {'a b': {}}}", "train.runs", "'a b'"),
-    ("data: {tasks: [haze]}", "train.runs.reflection-full.task", "'reflection'"),
+    ("train: {variants: [no_pac, nope]}", "train.variants[1]", "'nope'"),
+    ("train: {variants: [no_content]}", "train.variants[0]", "'no_content'"),  # a term's: derived
+    ("train: {variant_tasks: [rain], term_tasks: [haze, snow]}", "train.term_tasks[1]", "'snow'"),
+    ("figures: {run: rain-no_pac}", "figures.run", "'rain-no_pac'"),
+    ("figures: {run: snow-full}", "figures.run", "'snow-full'"),
 ]
 
 
@@ -160,8 +182,8 @@ def test_every_error_is_reported_with_its_key_and_value():
     # an unknown key's message lists the keys of its section
     assert all(f.name in errors["model.foo"] for f in dataclasses.fields(ModelConfig))
     with pytest.raises(ConfigError) as e:
-        from_dict(Params, {"train": {"runs": {"x": {"varaint": "full"}}}})
-    assert "task" in _errors(e.value)["train.runs.x.varaint"]
+        from_dict(Params, {"data": {"tasks": {"x": {"degradaton": "rain"}}}})
+    assert "paired" in _errors(e.value)["data.tasks.x.degradaton"]
     # the items of a list, not the list they leave too short
     with pytest.raises(ConfigError) as e:
         from_dict(ModelConfig, {"widths": ["8", 0]}, "model")
@@ -177,8 +199,8 @@ BAD_IN_CODE = [
     (lambda: ModelConfig(widths=(16, 5000)), "model.widths[1]", "5000"),
     (lambda: ModelConfig(widht=(16,)), "model.widht", "(16,)"),
     (lambda: TrainConfig(lr=0.01, lr_min=0.1), "train.lr_min", "0.1"),
-    (lambda: RunSpec("reflection", "nope"), "run.variant", "'nope'"),
-    (lambda: RunSpec("reflection", 5), "run.variant", "5"),  # positional: named by key
+    (lambda: TrainConfig(variants=("nope",)), "train.variants[0]", "'nope'"),
+    (lambda: TrainConfig(5), "train.variants", "5"),  # positional: named by key
     (lambda: RestoreConfig(device="gpu"), "restore.device", "'gpu'"),
 ]
 
@@ -193,7 +215,6 @@ def test_sections_built_in_code_name_the_key_and_the_value(build, key, value):
 def test_sections_validate_however_they_are_built():
     """In code, by dataclasses.replace and from a checkpoint's plain dict alike."""
     cfg = ModelConfig()
-    assert RunSpec("rain", "full") == RunSpec(task="rain", variant="full")
     replaced = dataclasses.replace(cfg, widths=[8, 16], patch_size=4)
     assert replaced.widths == (8, 16) and replaced.align == 2
     assert hash(replaced) == hash(ModelConfig(widths=(8, 16), patch_size=4))  # an lru_cache key
@@ -247,7 +268,7 @@ def test_stage_commands_report_bad_params_in_one_line(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text("{}\n")
     assert main(["train", "nope-full", "--params", str(good), "--quiet"]) == 2
-    assert "run 'nope-full' is not in train.runs" in capsys.readouterr().err
+    assert "run 'nope-full' is not one of params.yaml's runs" in capsys.readouterr().err
 
 
 def test_restore_defaults_have_one_source(tmp_path):

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..config import Float, Int, Range, ordered, section
+from ..sections import Float, Int, Range, ordered, section
 
 __all__ = [
     "Clean",

@@ -55,8 +55,8 @@ python3 - "$WORK" <<'PY'
 import sys, yaml
 work = sys.argv[1]
 p = yaml.safe_load(open("params.yaml"))
-p["data"].update(size=[2160, 3840], splits={"train": 4, "val": 1, "test": 1})
-p["train"].update(runs={"reflection-full": {"task": "reflection", "variant": "full"}},
+p["data"].update(tasks={"reflection": {}}, size=[2160, 3840], splits={"train": 4, "val": 1, "test": 1})
+p["train"].update(variant_tasks=[], term_tasks=[], curve_every=None,
                   steps=120, batch_size=4, crop=512, warmup=10, val_every=120,
                   checkpoint_every=120, log_every=20, precision="bf16", workers=None)
 yaml.safe_dump(p, open(f"{work}/params.yaml", "w"), sort_keys=False)

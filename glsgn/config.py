@@ -229,8 +229,8 @@ class SplitFoldersConfig:
 
 @section("data.tasks.TASK.paired")
 class PairedConfig:
-    """A paired dataset as it ships: data/raw/ROOT/SPLIT/{INPUT,TARGET} (README "Real paired
-    data" has one recipe per dataset)."""
+    """A paired dataset as it ships: data/raw/ROOT/SPLIT/{INPUT,TARGET} (docs/datasets.md has
+    one recipe per dataset)."""
 
     root: Folder | None = None  # under data/raw; null: the task's name
     splits: SplitFoldersConfig = field(default_factory=SplitFoldersConfig)
@@ -283,7 +283,7 @@ class TaskConfig:
 
     # a name of glsgn/data/synthesis.py's DEGRADATIONS; null: the task's own name
     degradation: Name | None = None
-    paired: PairedConfig | None = None  # a dataset in data/raw instead (README "Your own data")
+    paired: PairedConfig | None = None  # a dataset in data/raw (docs/datasets.md)
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
@@ -457,7 +457,7 @@ class EvaluateConfig:
     # which convention the ablation statistics use: rgb (psnr, ssim: floats in [0, 1]) or
     # y (psnr_y, ssim_y: 8-bit luma, border cropped); evaluation writes both
     metric: Literal["rgb", "y"] = "rgb"
-    # how far one run's metric moves on another CPU (README "Reproducibility",
+    # how far one run's metric moves on another CPU (docs/results.md, "Reproducibility";
     # scripts/platform_spread.py); an ablation effect must exceed it to hold
     platform_spread: dict[
         Literal["psnr", "ssim", "psnr_y", "ssim_y"], Annotated[Float, Field(ge=0)]

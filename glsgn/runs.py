@@ -145,7 +145,7 @@ def native_bf16() -> bool:
 
 def environment(device: torch.device) -> dict:
     """What a metric's last bits depend on: torch, the CPU's vector ISA that torch and oneDNN
-    dispatch to, the device and the threads (README "Reproducibility")."""
+    dispatch to, the device and the threads (docs/results.md, "Reproducibility")."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         names = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]

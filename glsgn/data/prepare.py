@@ -5,7 +5,7 @@ synthesis.py) or reads a paired dataset (`paired:`).
 Synthetic: clean images are the starter photographs, randomly cropped and scaled to the
 profile's size, and dead-leaves scenes; each gets the task's degradation.
 Photographs are split between train, val and test, so no photograph is in two splits.
-Paired: a dataset as it ships, in data/raw (`data.paired.TASK`, README "Real paired data"):
+Paired: a dataset as it ships, in data/raw (`data.tasks.TASK.paired`, docs/datasets.md):
 every pair of every split is matched and checked first, then all are copied.
 The result is written to a temporary folder and renamed, with a manifest of sizes, seeds,
 parameters and checksums.

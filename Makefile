@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test lint bench repro evidence evidence-gpu figures docs-figures \
+.PHONY: setup test test-fast lint bench repro evidence evidence-gpu figures docs-figures \
 	docs-evidence-figures lab clean
 
 setup: $(STAMP)
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+# The fast tier, for iteration (about a minute on 2 cores): every test not marked slow (the
+# whole-pipeline ones: a fresh clone's dvc repro, torchrun, notebook runs). CI runs `make test`.
+# One thread per process: the tests' tensors are tiny, and on a busy 2-core machine two OpenMP
+# threads spin-waiting on each other made them 10 to 20 times slower.
+test-fast: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check glsgn tests benchmarks scripts

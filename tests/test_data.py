@@ -13,20 +13,14 @@ import torch
 from PIL import Image
 from skimage.measure import label, regionprops
 
-from glsgn.config import (
-    DataConfig,
-    HazeConfig,
-    LowLightConfig,
-    Params,
-    RainConfig,
-    ReflectionConfig,
-)
+from glsgn.config import DataConfig, Params
 from glsgn.data import arrays, synthesis
 from glsgn.data.datasets import PairedImages, TrainCrops
 from glsgn.data.io import read_image, write_image
 from glsgn.data.paired import PairedFolderError, check_pairs, find_pairs
 from glsgn.data.prepare import prepare, synthesize_sample
 from glsgn.data.scenes import dead_leaves
+from glsgn.data.synthesis import HazeConfig, LowLightConfig, RainConfig, ReflectionConfig
 from glsgn.model import build_model
 from glsgn.model.resample import Region, downscale, pad_to_multiple
 
@@ -306,11 +300,30 @@ def test_prepare_synthetic_is_reproducible_and_complete(tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["task"] == "rain" and len(manifest["samples"]) == 4
     assert "reflection" not in manifest["data"] and manifest["data"]["rain"]["layers"] == [2, 4]
-    photo_splits = {}
-    for s in manifest["samples"]:
-        if s["source"].startswith("photo:"):
-            photo_splits.setdefault(s["source"], set()).add(s["split"])
-    assert all(len(v) == 1 for v in photo_splits.values())  # no photograph in two splits
+
+
+def test_prepare_puts_no_photograph_in_two_splits(tmp_path):
+    """Every split draws photographs (no scenes; two photographs each for val and test), both
+    as the background and as the reflected layer, and none is drawn by two splits."""
+    raw = tmp_path / "raw"
+    for i in range(10):
+        _save(raw / f"photo{i}.png", _photo(48, 80, seed=i))
+    cfg = DataConfig(
+        size=(24, 40),
+        reference_size=160,
+        scene_fraction=0.0,
+        splits=dataclasses.replace(DataConfig().splits, train=6, val=6, test=6),
+    )
+    m = prepare("reflection", Params(data=cfg), raw, tmp_path / "out", progress=False)
+    photo_splits: dict[str, set[str]] = {}
+    for s in m["samples"]:
+        for src in (s["source"], s["params"]["reflected"]):
+            assert src.startswith("photo:"), src
+            photo_splits.setdefault(src, set()).add(s["split"])
+    assert {s for v in photo_splits.values() for s in v} == {"train", "val", "test"}
+    assert len(photo_splits) >= 8, sorted(photo_splits)  # the check below has much to catch
+    shared = {src: sorted(v) for src, v in photo_splits.items() if len(v) > 1}
+    assert not shared, f"photographs in two splits: {shared}"
 
 
 def test_prepare_keeps_the_old_output_when_it_fails(tmp_path, monkeypatch):
@@ -339,9 +352,7 @@ def test_prepare_paired_checks_and_copies(tmp_path):
         for name in ("x1", "x2"):
             _save(raw / "rain" / split / "input" / f"{name}.png", _photo(48, 64))
             _save(raw / "rain" / split / "target" / f"{name}.png", _photo(48, 64, seed=1))
-    params = Params(
-        data=dataclasses.replace(SMALL, source=dataclasses.replace(SMALL.source, rain="paired"))
-    )
+    params = Params(data=dataclasses.replace(SMALL, tasks={"rain": {"paired": {}}}))
     m = prepare("rain", params, raw, tmp_path / "out", progress=False)
     assert m["source"] == "paired" and len(m["samples"]) == 6
     a = (raw / "rain" / "val" / "input" / "x2.png").read_bytes()

@@ -157,7 +157,11 @@ def test_a_12_bit_pgm_is_scaled_to_the_full_range_and_a_truncated_one_refused(tm
         read_image(tmp_path / "cut.pgm")
 
 
-@pytest.mark.parametrize("hw", [(3, 2000), (2000, 3), (2, 700), (5, 5)])
+@pytest.mark.parametrize(
+    "hw",
+    [pytest.param(hw, marks=pytest.mark.slow) for hw in [(3, 2000), (2000, 3)]]
+    + [(2, 700), (5, 5)],
+)
 def test_extreme_shapes_equal_the_whole_image_forward(random_ckpt, hw):
     """A 3 x 2000 image restored patch by patch is what the network computes on the whole
     padded image: whatever the output looks like, streaming did not make it."""

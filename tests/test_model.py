@@ -58,7 +58,9 @@ def test_ablation_switches_remove_their_blocks():
     assert parts["fullres"].isdisjoint({"GlobalPathway", "LocalPathway", "PyramidFusion"})
 
 
-@pytest.mark.parametrize("cfg", [TINY, Params().model], ids=["tiny", "default"])
+@pytest.mark.parametrize(
+    "cfg", [TINY, pytest.param(Params().model, marks=pytest.mark.slow)], ids=["tiny", "default"]
+)
 def test_fullres_baselines_match_glsgn_in_parameters_or_in_flops(cfg):
     glsgn = build_model(cfg)
     by_params = build_model(dataclasses.replace(cfg, arch="fullres"))

@@ -6,7 +6,10 @@ test writes."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -24,6 +27,40 @@ def test_there_are_notebooks():
     assert NOTEBOOKS
 
 
+@pytest.fixture(scope="module")
+def make_calls(tmp_path_factory) -> list[list[str]]:
+    """The commands `make figures docs-figures docs-evidence-figures` runs, with the venv's
+    python and dvc replaced by recorders (and neither setup nor repro run): what the Makefile
+    does, not what its text looks like."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    tmp = tmp_path_factory.mktemp("make")
+    venv, log = tmp / "venv", tmp / "calls.log"
+    (venv / "bin").mkdir(parents=True)
+    for name in ("python", "dvc"):
+        (venv / "bin" / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n')
+        (venv / "bin" / name).chmod(0o755)
+    (venv / ".setup-stamp").touch()
+    targets = ["figures", "docs-figures", "docs-evidence-figures"]
+    cmd = ["make", "-s", "-C", str(ROOT), *targets, f"VENV={venv}"]
+    cmd += ["-o", str(venv / ".setup-stamp"), "-o", "repro"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def _notebook_stage(dvc_yaml: Path, name: str) -> tuple[dict, set[str]]:
+    """The stage of `dvc_yaml` that runs notebook NAME (`${key}` filled in), and the names
+    `dvc repro` takes for it: notebook-NAME, or notebook@NAME and notebook in a foreach."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    if f"notebook-{name}" in stages:
+        return stages[f"notebook-{name}"], {f"notebook-{name}"}
+    assert name in stages["notebook"]["foreach"], (dvc_yaml, name)
+    stage = json.loads(json.dumps(stages["notebook"]["do"]).replace("${key}", name))
+    return stage, {f"notebook@{name}", "notebook"}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_without_outputs_and_parametrised(path):
     nb = nbformat.read(path, as_version=4)
@@ -34,12 +71,11 @@ def test_committed_without_outputs_and_parametrised(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_each_notebook_is_a_papermill_stage(path):
-    dvc_yaml = (ROOT / "dvc.yaml").read_text()
-    stage = yaml.safe_load(dvc_yaml)["stages"][f"notebook-{path.stem}"]
-    # `make figures` re-runs the stages its grep finds in dvc.yaml: this one among them
-    pattern = re.search(r"grep -oE '(.+?)' dvc.yaml", (ROOT / "Makefile").read_text()).group(1)
-    assert f"  notebook-{path.stem}" in re.findall(pattern, dvc_yaml, re.M)
+def test_each_notebook_is_a_papermill_stage(path, make_calls):
+    stage, names = _notebook_stage(ROOT / "dvc.yaml", path.stem)
+    # `make figures` re-runs the notebook stages: this one among them
+    (dvc,) = [c for c in make_calls if c[0] == "dvc"]
+    assert dvc[:2] == ["dvc", "repro"] and names & set(dvc[2:]), dvc
     assert f"papermill -k glsgn --log-level WARNING notebooks/{path.stem}.ipynb" in stage["cmd"]
     assert f"reports/notebooks/{path.stem}.ipynb" in stage["cmd"]
     assert {f"notebooks/{path.stem}.ipynb", "glsgn/viz.py"} <= set(stage["deps"])
@@ -82,6 +118,7 @@ def _write_metrics(root, run: str, seed: int, per_image: dict[str, float], varia
     (d / f"seed{seed}.csv").write_text("\n".join(rows) + "\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("convention", ["rgb", "y"])
 def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, convention):
     """Three seeds, 30 images: fullres 2 dB worse than full holds; no_content, no different
@@ -147,24 +184,20 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, con
     }
 
 
-def test_readme_figures_are_the_docs_copies_of_pipeline_figures():
-    """Every image the README shows exists, and is a copy that `make docs-figures` makes."""
+def test_readme_figures_are_the_docs_copies_of_pipeline_figures(make_calls):
+    """Every image the README shows exists, and is a copy that `make docs-figures` (or
+    `make docs-evidence-figures`) makes, with scripts/docs_copy.py, of a notebook stage's
+    figure."""
     readme = (ROOT / "README.md").read_text()
     shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
     assert shown, "the README shows no figures"
-    makefile = (ROOT / "Makefile").read_text()
-    listed = re.search(r"DOC_FIGURES := ((?:.*\\\n)*.*)", makefile).group(1)  # with continuations
-    copies = {f"docs/figures/{f.replace('/', '-')}.jpg" for f in listed.replace("\\", " ").split()}
-    evidence = re.search(r"EVIDENCE_FIGURES := (.*)", makefile).group(1).split()
-    copies |= {f"docs/figures/evidence-{f.replace('/', '-')}.jpg" for f in evidence}
-    assert set(shown) == copies
-    ev_stages = yaml.safe_load((ROOT / "evidence/dvc.yaml").read_text())["stages"]
-    for f in evidence:
-        name = f.split("/")[0]
-        assert f"reports/figures/{name}" in ev_stages[f"notebook-{name}"]["outs"]
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for f in listed.replace("\\", " ").split():
-        assert f"reports/figures/{f.split('/')[0]}" in stages[f"notebook-{f.split('/')[0]}"]["outs"]
+    copies = {c[3]: c[2] for c in make_calls if c[:2] == ["python", "scripts/docs_copy.py"]}
+    assert set(shown) == set(copies)
+    for src in copies.values():
+        pipeline, figure = src.split("reports/figures/")  # "" or "evidence/"; NOTEBOOK/NAME.png
+        name = figure.split("/")[0]
+        stage, _ = _notebook_stage(ROOT / pipeline / "dvc.yaml", name)
+        assert f"reports/figures/{name}" in stage["outs"], src
     for path in shown:
         with Image.open(ROOT / path) as im:
             assert im.format == "JPEG" and 600 <= im.width <= 1400, (path, im.size)

@@ -55,6 +55,7 @@ FIGURES = {
 TABLES = {"training": ["reflection-learning-curve.csv", "haze-learning-curve.csv"]}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_fresh_clone_repro_of_the_whole_pipeline(tmp_path):
     if not (ROOT / ".git").exists():
@@ -309,7 +310,7 @@ def test_docs_copy_scales_wide_figures_down(tmp_path):
         tmp_path,
     )
     assert Image.open(tmp_path / "cli/wide.jpg").size == (600, 60)
-    assert "scripts/docs_copy.py reports/figures/" in (ROOT / "Makefile").read_text()
+    # that `make docs-figures` runs it: tests/test_notebooks.py (the README's figures)
 
 
 def test_evidence_pipeline_is_the_root_pipeline_run_from_evidence():

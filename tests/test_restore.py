@@ -33,7 +33,7 @@ def _whole(model, x):
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-@pytest.mark.parametrize("patch", [16, 32, 48])
+@pytest.mark.parametrize("patch", [pytest.param(16, marks=pytest.mark.slow), 32, 48])
 def test_streamed_equals_whole_image(name, patch):
     model = build(VARIANTS[name]).eval()
     x = torch.rand(3, 83, 141)  # odd sizes: padding, partial patches at both edges
@@ -96,6 +96,7 @@ def test_halo_below_the_receptive_field_shows_seams():
     assert (restore(model, x, patch_size=32, halo=0, progress=False) - ref).abs().max() > 1e-3
 
 
+@pytest.mark.slow  # streamed equals whole at patch 32 and 48 (above), so they are equal
 def test_patch_grid_does_not_change_the_output():
     model = build(TINY).eval()
     x = torch.rand(3, 100, 120)

@@ -53,7 +53,7 @@ evidence-gpu: setup
 
 # Re-run only the notebook stages (their figures go to reports/figures/).
 figures: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro --single-item $$(grep -oE '^  notebook-[a-z_]+' dvc.yaml)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro --single-item notebook
 
 # The README's figures: copies of the main ones in docs/figures/, refreshed from a complete run.
 DOC_FIGURES := dataset/dataset ablation/reflection_psnr attention/attention attention/pyramid \

@@ -288,7 +288,7 @@ class TaskConfig:
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
         both = self.degradation is not None and self.paired is not None
-        require(not both, "paired", "null with a degradation (a task is one or the other)", "..")
+        require(not both, "degradation", "null with paired (one or the other)", self.degradation)
         return self
 
 

@@ -74,7 +74,9 @@ def load_metrics(metrics_dir: str | Path, runs: dict[str, str], seeds: Sequence[
             paths = RunPaths(run, seed, metrics_dir=metrics_dir)
             for path in (paths.metrics, paths.record):
                 if not path.is_file():
-                    raise FileNotFoundError(f"{path}: no metrics of {run} seed {seed} (dvc repro)")
+                    raise FileNotFoundError(
+                        f"{path}: no metrics for {run} seed {seed} (run dvc repro)"
+                    )
             per_seed.append(
                 json.loads(paths.metrics.read_text()) | json.loads(paths.record.read_text())
             )

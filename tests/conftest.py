@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads: on a 2-core machine shared with other work, OpenMP's default two threads
+# spin-wait on each other (test_model.py: 108 s against 4.8 s with one). Set it to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import dataclasses
 from pathlib import Path
 

@@ -207,9 +207,10 @@ def test_rain_streaks_grow_with_resolution():
 @pytest.mark.parametrize("task", ["reflection", "rain", "haze", "lowlight"])
 def test_samples_are_deterministic(task):
     photos = [("p.png", _photo())]
-    a, src_a = synthesize_sample(task, SMALL, photos, 11)
-    b, src_b = synthesize_sample(task, SMALL, photos, 11)
-    c, _ = synthesize_sample(task, SMALL, photos, 12)
+    cfg = dataclasses.replace(SMALL, tasks={task: {}})
+    a, src_a = synthesize_sample(task, cfg, photos, 11)
+    b, src_b = synthesize_sample(task, cfg, photos, 11)
+    c, _ = synthesize_sample(task, cfg, photos, 12)
     assert src_a == src_b
     assert a.degraded.tobytes() == b.degraded.tobytes() and a.clean.tobytes() == b.clean.tobytes()
     assert a.degraded.tobytes() != c.degraded.tobytes()
@@ -299,7 +300,9 @@ def test_prepare_synthetic_is_reproducible_and_complete(tmp_path):
             assert Image.open(files[0]).size == (160, 96)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["task"] == "rain" and len(manifest["samples"]) == 4
-    assert "reflection" not in manifest["data"] and manifest["data"]["rain"]["layers"] == [2, 4]
+    settings = manifest["data"]  # rain's alone: another task's change leaves these data be
+    assert list(settings["tasks"]) == ["rain"] and list(settings["degradations"]) == ["rain"]
+    assert settings["degradations"]["rain"]["layers"] == [2, 4]
 
 
 def test_prepare_puts_no_photograph_in_two_splits(tmp_path):

@@ -112,6 +112,7 @@ def test_a_fifth_consistency_term_is_trained_logged_and_ablated(tmp_path, regist
         for seed in (0, 1):
             train(run, params, tmp_path, seed=seed, progress=False)
             evaluate(run, params, tmp_path, seed=seed, progress=False)
+
     def logged(run: str) -> Path:
         return tmp_path / f"dvclive/{run}/seed0/plots/metrics/train/global_brightness.tsv"
 

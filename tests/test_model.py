@@ -5,13 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from glsgn.config import VARIANTS as TABLE
-from glsgn.config import Params, variant_configs
+from glsgn.config import Params
 from glsgn.model import GLSGN, FullResNet, build_model
 from glsgn.model.blocks import Up
 from glsgn.model.fullres import flops_per_pixel, param_count
 from glsgn.model.pac import PAC
 from glsgn.model.resample import Region, downscale, pad_to_multiple
+from glsgn.variants import variant_configs, variants
 
 from .conftest import TINY, VARIANTS, build
 
@@ -81,7 +81,7 @@ def test_flops_per_pixel_counts_convolutions():
     assert flops_per_pixel(meta, size=32) == 2 * 9 * 3 * 8
 
 
-@pytest.mark.parametrize("name", TABLE)
+@pytest.mark.parametrize("name", list(variants()))
 def test_every_variant_starts_as_the_identity(name):
     """Every pathway output is its input at its scale, and so is B_out (zero-initialised
     heads, gains of 1, and B_g's band equal to B_n's at initialisation)."""

@@ -19,6 +19,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from glsgn.config import load_params
+from glsgn.results import ablation, write_ablation
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -90,26 +93,15 @@ def test_each_notebook_is_a_papermill_stage(path, make_calls):
 
 
 def _write_metrics(root, run: str, seed: int, per_image: dict[str, float], variant: str) -> None:
-    """metrics/RUN/seedS.json and .csv as the evaluate stage writes them."""
+    """metrics/RUN/seedS.json, .record.json and .csv as the evaluate stage writes them."""
     d = root / "metrics" / run
     d.mkdir(parents=True, exist_ok=True)
     psnr = float(np.mean(list(per_image.values())))
-    (d / f"seed{seed}.json").write_text(
-        json.dumps(
-            {
-                "run": run,
-                "seed": seed,
-                "variant": variant,
-                "psnr": psnr,
-                "ssim": 0.8,
-                "psnr_y": psnr + 1,
-                "ssim_y": 0.85,
-                "lpips": None,
-                "lpips_note": "no AlexNet weights",
-                "semantic_backbone": "random",
-            }
-        )
-    )
+    scores = {"psnr": psnr, "ssim": 0.8, "psnr_y": psnr + 1, "ssim_y": 0.85, "lpips": None}
+    (d / f"seed{seed}.json").write_text(json.dumps(scores))
+    record = {"run": run, "seed": seed, "variant": variant, "semantic_backbone": "random"}
+    record["lpips_note"] = "no AlexNet weights"
+    (d / f"seed{seed}.record.json").write_text(json.dumps(record))
     rows = ["name,seed,psnr,ssim,psnr_y,ssim_y,lpips,seconds,peak_memory_mb"]
     rows += [
         f"{k},{seed},{v},{0.8 + v / 1000},{v + 1},{0.85 + v / 1000},,0.1,700"
@@ -122,8 +114,9 @@ def _write_metrics(root, run: str, seed: int, per_image: dict[str, float], varia
 @pytest.mark.parametrize("convention", ["rgb", "y"])
 def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, convention):
     """Three seeds, 30 images: fullres 2 dB worse than full holds; no_content, no different
-    from full, is not shown; a run no longer in train.runs is ignored. evaluate.metric picks
-    the convention contrasted (y: the psnr_y and ssim_y columns)."""
+    from full, is not shown; a run params.yaml no longer makes is ignored. evaluate.metric
+    picks the convention contrasted (y: the psnr_y and ssim_y columns). The ablate stage's
+    table (glsgn.results.ablation) in, the notebook's printout and figures out."""
     rng = np.random.default_rng(0)
     base = {f"{i:04d}": 25 + rng.normal(0, 1) for i in range(30)}
     for seed in (0, 1, 2):
@@ -135,12 +128,16 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, con
         ):
             per_image = {k: v + shift + rng.normal(0, 0.1) for k, v in base.items()}
             _write_metrics(tmp_path, run, seed, per_image, variant)
-    runs = {f"rain-{v}": {"task": "rain", "variant": v} for v in ("full", "no_content", "fullres")}
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump(
-            {"train": {"runs": runs, "seeds": [0, 1, 2]}, "evaluate": {"metric": convention}}
-        )
-    )
+    train = {"variants": ["fullres"], "variant_tasks": ["rain"], "term_tasks": ["rain"]}
+    params = {
+        "data": {"tasks": {"rain": {}}},
+        "train": {**train, "seeds": [0, 1, 2]},
+        "loss": {"consistency": {"content": 0.1}},  # runs: rain-full, -fullres, -no_content
+        "evaluate": {"metric": convention},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    table = ablation(load_params(tmp_path / "params.yaml"), tmp_path / "metrics", n_resamples=500)
+    write_ablation(table, tmp_path / "table.json")
     figures = tmp_path / "figures"
     papermill.execute_notebook(
         str(ROOT / "notebooks/ablation.ipynb"),
@@ -148,9 +145,7 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, con
         kernel_name="glsgn",
         parameters={
             "params_file": str(tmp_path / "params.yaml"),
-            "tasks": ["rain"],
             "metrics_dir": str(tmp_path / "metrics"),
-            "n_resamples": 500,
             "figures_dir": str(figures),
             "table_file": str(tmp_path / "table.json"),
         },
@@ -185,11 +180,13 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, con
 
 
 def test_readme_figures_are_the_docs_copies_of_pipeline_figures(make_calls):
-    """Every image the README shows exists, and is a copy that `make docs-figures` (or
-    `make docs-evidence-figures`) makes, with scripts/docs_copy.py, of a notebook stage's
+    """Every image the README and docs/ show exists, and is a copy that `make docs-figures`
+    (or `make docs-evidence-figures`) makes, with scripts/docs_copy.py, of a notebook stage's
     figure."""
-    readme = (ROOT / "README.md").read_text()
-    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    shown = []
+    for page in (ROOT / "README.md", *(ROOT / "docs").glob("*.md")):
+        for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
+            shown.append((page.parent / link).resolve().relative_to(ROOT).as_posix())
     assert shown, "the README shows no figures"
     copies = {c[3]: c[2] for c in make_calls if c[:2] == ["python", "scripts/docs_copy.py"]}
     assert set(shown) == set(copies)

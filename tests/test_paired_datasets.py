@@ -1,5 +1,5 @@
 """The real UHD datasets as they ship: small fake trees in each dataset's own layout (folder
-and file names as their loaders read them), prepared through `data.paired.TASK`; and the
+and file names as their loaders read them), prepared through `data.tasks.TASK.paired`; and the
 broken trees prepare must refuse, every problem at once, before anything is copied."""
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ def _save(path: Path, seed: int, size: tuple[int, int] = (40, 56)) -> None:
 
 def _params(task: str, paired: dict) -> Params:
     """params.yaml's data section with `task` paired as the README's recipe says."""
-    data = {"source": {task: "paired"}, "paired": {task: paired}}
-    return from_dict(Params, {"data": data})
+    return from_dict(Params, {"data": {"tasks": {task: {"paired": paired}}}})
 
 
 def _prepared(out: Path) -> dict[str, list[str]]:
@@ -42,7 +41,7 @@ def _same_pixels(a: Path, b: Path) -> bool:
     return np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
 
 
-# --- the recipes (README "Real paired data"), one per dataset -------------------------------
+# --- the recipes (docs/datasets.md), one per dataset ----------------------------------------
 
 RAIN13K = {"root": "4K-Rain13k", "splits": {"train": "Train", "val": None, "test": "Test"}}
 UHDLL = {
@@ -96,7 +95,7 @@ def test_4k_rain13k_pairs_by_name_and_draws_val_from_train(tmp_path):
     # the draw is reproducible, and moves with data.seed
     again = prepare("rain", params, raw, tmp_path / "again", progress=False)
     assert [s["name"] for s in again["samples"]] == [s["name"] for s in m["samples"]]
-    cfg = params.data.paired_of("rain")
+    cfg = params.data.task("rain").paired
     draws = {dataset_pairs(cfg, raw, "rain", seed)[0]["val"][0].name for seed in range(6)}
     assert len(draws) > 1
 
@@ -252,9 +251,9 @@ def test_sorted_order_needs_equal_counts_and_a_root(tmp_path):
     for i in range(2):
         _save(raw / "4KID" / "gt" / f"{i}.jpg", i)
     with pytest.raises(PairedFolderError, match="3 inputs but 2 targets"):
-        dataset_pairs(_params("haze", FOURKID).data.paired_of("haze"), raw, "haze", 0)
+        dataset_pairs(_params("haze", FOURKID).data.task("haze").paired, raw, "haze", 0)
     with pytest.raises(
-        PairedFolderError, match=r"nowhere: no such folder \(data.paired.haze.root\)"
+        PairedFolderError, match=r"nowhere: no such folder \(data.tasks.haze.paired.root\)"
     ):
         dataset_pairs(PairedConfig(root="nowhere"), raw, "haze", 0)
 
@@ -262,20 +261,23 @@ def test_sorted_order_needs_equal_counts_and_a_root(tmp_path):
 @pytest.mark.parametrize(
     "paired, message",
     [
-        ({"match": "listing"}, "data.paired.rain.listing: expected a JSON file name"),
-        ({"listing": "x.json"}, "data.paired.rain.listing: expected a JSON file name"),
-        ({"root": "../elsewhere"}, "data.paired.rain.root: expected a path relative"),
-        ({"input_stem": "hazy"}, r"data.paired.rain.input_stem: expected a stem pattern"),
-        ({"splits": {"train": None}}, "data.paired.rain.splits.train: expected a string"),
-        ({"val_fraction": 0.9}, r"data.paired.rain.val_fraction: expected a number in \(0, 0.5\]"),
-        ({"order": "sorted"}, "data.paired.rain.order: unknown key"),
+        ({"match": "listing"}, "data.tasks.rain.paired.listing: expected a JSON file name"),
+        ({"listing": "x.json"}, "data.tasks.rain.paired.listing: expected a JSON file name"),
+        ({"root": "../elsewhere"}, "data.tasks.rain.paired.root: expected a path relative"),
+        ({"input_stem": "hazy"}, r"data.tasks.rain.paired.input_stem: expected a stem pattern"),
+        ({"splits": {"train": None}}, r"data.tasks.rain.paired.splits.train: .*\(got None\)"),
+        ({"val_fraction": 0.9}, r"data.tasks.rain.paired.val_fraction: .*\(got 0.9\)"),
+        ({"order": "sorted"}, "data.tasks.rain.paired.order: unknown key"),
     ],
 )
 def test_paired_settings_are_validated_by_key(paired, message):
     with pytest.raises(ConfigError, match=message):
-        from_dict(Params, {"data": {"paired": {"rain": paired}}})
+        from_dict(Params, {"data": {"tasks": {"rain": {"paired": paired}}}})
 
 
-def test_every_task_has_paired_defaults():
-    assert DataConfig().paired_of("lowlight") == PairedConfig()
-    assert from_dict(Params, {"data": {"paired": {}}}).data.paired_of("haze").input == "input"
+def test_a_paired_task_takes_the_defaults_it_does_not_set():
+    data = from_dict(DataConfig, {"tasks": {"mine": {"paired": {}}}}, "data")
+    assert data.task("mine").paired == PairedConfig() and data.task("mine").degradation is None
+    assert PairedConfig().input == "input" and PairedConfig().splits.test == "test"
+    with pytest.raises(ConfigError, match=r"data.tasks.mine.degradation: .*\(got 'rain'\)"):
+        from_dict(DataConfig, {"tasks": {"mine": {"paired": {}, "degradation": "rain"}}}, "data")

@@ -212,18 +212,11 @@ def test_load_metrics_averages_seeds_in_variant_order(tmp_path):
         for seed, psnr in ((0, 20.0), (1, 22.0)):
             d = tmp_path / "metrics" / run
             d.mkdir(parents=True, exist_ok=True)
-            (d / f"seed{seed}.json").write_text(
-                json.dumps(
-                    {
-                        "variant": variant,
-                        "psnr": psnr + (variant == "full"),
-                        "ssim": 0.5,
-                        "lpips": None,
-                    }
-                )
-            )
+            scores = {"psnr": psnr + (variant == "full"), "ssim": 0.5, "lpips": None}
+            (d / f"seed{seed}.json").write_text(json.dumps(scores))
+            (d / f"seed{seed}.record.json").write_text(json.dumps({"variant": variant}))
             (d / f"seed{seed}.csv").write_text(f"name,seed,psnr,ssim\na.png,{seed},{psnr},0.5\n")
-    runs = {"fullres": "h-fullres", "full": "h-full"}  # h-stale: no longer in train.runs
+    runs = {"fullres": "h-fullres", "full": "h-full"}  # h-stale: no longer a run
     rows = results.load_metrics(tmp_path / "metrics", runs, [0, 1])
     assert [r["variant"] for r in rows] == ["full", "fullres"]
     assert rows[0]["psnr"] == 22.0 and rows[0]["psnr_by_seed"] == [21.0, 23.0]
@@ -247,18 +240,16 @@ def test_load_metrics_averages_seeds_in_variant_order(tmp_path):
 def test_task_runs_in_variant_order():
     from glsgn.config import Params, from_dict
 
-    runs = {
-        "b": {"task": "rain", "variant": "fullres"},
-        "a": {"task": "rain", "variant": "full"},
-        "c": {"task": "haze", "variant": "full"},
-        "d": {"task": "rain", "variant": "no_pyramid"},
-    }
-    params = from_dict(Params, {"train": {"runs": runs}})
+    train = {"variants": ["fullres", "no_pyramid"], "variant_tasks": ["rain"]}
+    data = {"tasks": {"rain": {}, "haze": {}}}
+    params = from_dict(Params, {"data": data, "train": {**train, "term_tasks": ["rain"]}})
     assert list(results.task_runs(params, "rain").items()) == [
-        ("full", "a"),
-        ("no_pyramid", "d"),
-        ("fullres", "b"),
+        ("full", "rain-full"),
+        *[(f"no_{t}", f"rain-no_{t}") for t in ("content", "attention", "intensity", "semantic")],
+        ("no_pyramid", "rain-no_pyramid"),  # the table's order, not train.variants'
+        ("fullres", "rain-fullres"),
     ]
+    assert list(results.task_runs(params, "haze").items()) == [("full", "haze-full")]
     assert results.task_runs(params, "reflection") == {}
 
 

@@ -1,6 +1,6 @@
 """Real paired data: degraded inputs and clean targets, as each dataset ships them.
 
-`data.paired.TASK` (`PairedConfig`) says where a dataset's splits and folders are and how an
+`data.tasks.TASK.paired` (`PairedConfig`) says where a dataset's splits and folders are and how an
 input finds its target: equal stems, stems after a pattern (``{id}_hazy`` / ``{id}_gt``), a
 listing file (UHDRR4K's JSON), or sorted order where the names say nothing. Every problem a
 dataset has (a missing partner, a repeated name, a file listed but absent, a size mismatch,
@@ -190,7 +190,7 @@ def dataset_pairs(
     origin: dict[str, str] = {}
     problems: list[str] = []
     if not root.is_dir():
-        raise PairedFolderError(f"{root}: no such folder (data.paired.{task}.root)")
+        raise PairedFolderError(f"{root}: no such folder (data.tasks.{task}.paired.root)")
     for split in ("train", "val", "test"):
         folder = getattr(cfg.splits, split)
         if folder is not None:
@@ -199,7 +199,7 @@ def dataset_pairs(
             problems += found
     if cfg.match == "sorted":
         log.warning(
-            "%s: pairing inputs and targets by sorted order (data.paired.%s.match: sorted); "
+            "%s: pairing inputs and targets by sorted order (data.tasks.%s.paired.match: sorted); "
             "their names are not checked",
             root,
             task,

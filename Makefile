@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-fast lint bench repro evidence evidence-gpu figures docs-figures \
+.PHONY: setup test test-fast lint bench repro profile evidence evidence-gpu gpu figures docs-figures \
 	docs-evidence-figures lab clean
 
 setup: $(STAMP)
@@ -39,17 +39,25 @@ bench: setup
 repro: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
-# The CPU evidence profile (evidence/params.yaml): reflection (8 variants) and haze (4), 3 seeds,
-# 40 test images each, learning curves and the ablation table (about 55 minutes on 2 cores).
-evidence: setup
-	$(PY) scripts/evidence_dvc.py --check
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro evidence/dvc.yaml
+# Profiles (README "Profiles"): DIR/profile.yaml holds DIR's differences from params.yaml;
+# `glsgn profile DIR` writes DIR/params.yaml and DIR/dvc.yaml, then DVC runs DIR's pipeline.
+profile: setup
+	@test -n "$(P)" || { echo "usage: make profile P=DIR (a folder with a profile.yaml)"; exit 2; }
+	$(VENV)/bin/glsgn profile $(P)
+	cd $(P) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CURDIR)/$(VENV)/bin/dvc repro
 
-# The GPU evidence profile (evidence/gpu/params.yaml): every variant on reflection at 1K,
-# 3 seeds, for one H100/H200 (estimated at about an hour; never run).
-evidence-gpu: setup
-	$(PY) scripts/evidence_dvc.py --check
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro evidence/gpu/dvc.yaml
+# The CPU evidence: reflection (8 variants) and haze (4), 3 seeds, 40 test images each,
+# learning curves and the ablation table (about 55 minutes on 2 cores).
+evidence:
+	$(MAKE) profile P=evidence
+
+# The GPU evidence: every variant on reflection at 1K, 3 seeds, for one H100/H200 (never run).
+evidence-gpu:
+	$(MAKE) profile P=evidence/gpu
+
+# Your own paired dataset (data/raw/mine) at paper scale on GPUs: one run, mine-full.
+gpu:
+	$(MAKE) profile P=gpu
 
 # Re-run only the notebook stages (their figures go to reports/figures/).
 figures: setup

@@ -36,7 +36,7 @@ from .data.datasets import PairedImages, TrainCrops
 from .losses import GLSGNLoss, TrainBatch
 from .metrics import psnr, psnr_ssim
 from .model import build_model
-from .model.resample import Region
+from .model.resample import Region, round_up
 from .restore import restore
 from .runs import Run, native_bf16, start
 
@@ -438,18 +438,20 @@ def _warn_small_crop(model: torch.nn.Module, crop: int | None) -> None:
     the zero padding there, which whole-image inference never sees."""
     if crop is None:
         return
+    # the smallest crop every step sees some of away from its border, on the crop grid
+    valid = round_up(max((2 * s.radius + 1) * s.factor for s in model.plan), model.pad_multiple)
     for step in model.plan:
         side = crop // step.factor
         if step.radius and side <= 2 * step.radius:
             log.warning(
                 "train.crop %d: %s sees %d px and its receptive radius is %d px, so none of its "
                 "crop is out of reach of the crop's border; its outputs will differ from "
-                "whole-image inference (use train.crop: null, or >= %d)",
+                "whole-image inference (use train.crop: null, or %d or more)",
                 crop,
                 step.name,
                 side,
                 step.radius,
-                (2 * step.radius + 1) * step.factor,
+                valid,
             )
             return
 

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from glsgn.data.io import read_image
 from glsgn.data.prepare import prepare
 from glsgn.evaluate import evaluate, load_lpips, psnr_ssim
 from glsgn.metrics import psnr_ssim_y
+from glsgn.model import build_model
 from glsgn.runs import RunError, native_bf16
 from glsgn.train import TrainError, train
 
@@ -87,6 +89,11 @@ def test_a_crop_that_is_all_border_is_reported(root, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="glsgn.train"):
         train("reflection-full", _params(steps=1), work, progress=False)
     assert "receptive radius" in caplog.text and "train.crop: null" in caplog.text
+    # the crop it names is the smallest valid one: on the model's grid, clear of every radius
+    named = int(re.search(r"or (\d+) or more", caplog.text).group(1))
+    model = build_model(TINY)
+    clear = [all(c // s.factor > 2 * s.radius for s in model.plan) for c in (named, named - 16)]
+    assert named % model.pad_multiple == 0 and clear == [True, False], named
     caplog.clear()
     work = _fresh(root, tmp_path / "whole")
     with caplog.at_level("WARNING", logger="glsgn.train"):

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("task", help="a task of data.tasks in params.yaml")
     d.add_argument("--params", type=Path, default=Path("params.yaml"))
-    d.add_argument("--raw", type=Path, default=Path("data/raw"), help="starter set or pairs")
+    d.add_argument("--raw", type=Path, help="photographs or pairs (default: data.raw)")
     d.add_argument("--out", type=Path, default=None, help="default: data/prepared/TASK")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -365,7 +365,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     out = args.out or Path("data/prepared") / args.task
     return _stage(
         "prepare",
-        lambda: prepare(args.task, load_params(args.params), args.raw, out, not args.quiet),
+        lambda: prepare(
+            args.task,
+            params := load_params(args.params),
+            args.raw or Path(params.data.raw),
+            out,
+            not args.quiet,
+        ),
         (ConfigError, ImageError, PairedFolderError, ValueError),
     )
 

@@ -301,6 +301,7 @@ class DataConfig:
     tasks: Annotated[dict[Name, TaskConfig], Field(min_length=1)] = field(
         default_factory=lambda: {t: TaskConfig() for t in ("reflection", "rain", "haze")}
     )
+    raw: Str = "data/raw"  # clean photographs, or datasets of pairs; relative to params.yaml
     size: tuple[Side, Side] = (128, 224)  # H, W of synthetic pairs; paper profile: 2160, 3840
     reference_size: Side = 1024  # long side at which synthesis pixel sizes are given
     splits: SplitsConfig = field(default_factory=SplitsConfig)

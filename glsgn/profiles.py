@@ -6,8 +6,10 @@ params.yaml's there, as `dvc exp run -S key=value` would. The folder is a DVC pr
 own (`dvc init --subdir`), so its runs stay out of the main pipeline's `dvc metrics show`
 and `dvc exp show`. `glsgn profile DIR` writes DIR/params.yaml (params.yaml with the
 differences applied, validated) and DIR/dvc.yaml (the main pipeline's stages with paths into
-the repository made relative to DIR); both are generated, so a default changed in params.yaml
-or a stage changed in dvc.yaml reaches every profile the next time it is made.
+the repository made relative to DIR, after DIR/stages.yaml's own, if any: fetching its data,
+say); both are generated, so a default changed in params.yaml or a stage changed in dvc.yaml
+reaches every profile the next time it is made. Paths in a params.yaml are relative to its
+folder: the repository's `data.raw` is made relative to DIR; one that profile.yaml sets is DIR's.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def compose(base: dict, differences: dict, source: str = "profile.yaml") -> dict
 def _up(path: str, up: str) -> str:
     """A path into the repository, seen from the profile's folder: code, notebooks and the raw
     data stay in the repository; the pipeline's own outputs are the profile's."""
-    shared = path.split("/")[0] in ("glsgn", "notebooks", "benchmarks") or path == "data/raw"
+    shared = path.split("/")[0] in ("glsgn", "notebooks", "benchmarks")
     return f"{up}{path}" if shared else path
 
 
@@ -61,10 +63,7 @@ def render_pipeline(stages: dict, up: str) -> dict:
                 k: v for k, v in stage["foreach"].items() if f"{name}@{k}" not in ROOT_ONLY
             }
         body["deps"] = [_up(d, up) for d in body.get("deps", [])]
-        cmd = body["cmd"].replace(
-            "glsgn prepare ${key}", f"glsgn prepare ${{key}} --raw {up}data/raw"
-        )
-        body["cmd"] = cmd.replace(" notebooks/", f" {up}notebooks/")
+        body["cmd"] = body["cmd"].replace(" notebooks/", f" {up}notebooks/")
         out[name] = stage
     return out
 
@@ -83,17 +82,23 @@ def write_profile(folder: str | Path, root: str | Path = ".", check: bool = Fals
     differences = yaml.safe_load(source.read_text()) or {}
     if not isinstance(differences, dict):
         raise ConfigError(f"{source}: expected a mapping of dotted keys to values")
-    params = compose(yaml.safe_load((root / "params.yaml").read_text()), differences, str(source))
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    if not Path(base["data"]["raw"]).is_absolute():  # the repository's, seen from the profile
+        base["data"]["raw"] = f"{up}{base['data']['raw']}"
+    params = compose(base, differences, str(source))
     try:
         from_dict(Params, params)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    stages = render_pipeline(yaml.safe_load((root / "dvc.yaml").read_text())["stages"], up)
+    own = folder / "stages.yaml"  # stages of the profile's own, before the pipeline's
+    if own.is_file():
+        stages = (yaml.safe_load(own.read_text()) or {}) | stages
     texts = {
         folder / "params.yaml": _HEADER.format(dir=rel, src=f"{up}params.yaml", edit="profile.yaml")
         + yaml.safe_dump(params, sort_keys=False, width=100),
         folder / "dvc.yaml": _HEADER.format(dir=rel, src=f"{up}dvc.yaml", edit=f"{up}dvc.yaml")
-        + yaml.safe_dump({"stages": render_pipeline(stages, up)}, sort_keys=False, width=100),
+        + yaml.safe_dump({"stages": stages}, sort_keys=False, width=100),
     }
     stale = [p for p, text in texts.items() if not p.is_file() or p.read_text() != text]
     if not check:

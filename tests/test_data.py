@@ -349,7 +349,7 @@ def test_prepare_keeps_the_old_output_when_it_fails(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temporary left
 
 
-def test_prepare_paired_checks_and_copies(tmp_path):
+def test_prepare_paired_checks_and_references(tmp_path):
     raw = tmp_path / "raw"
     for split in ("train", "val", "test"):
         for name in ("x1", "x2"):
@@ -358,8 +358,10 @@ def test_prepare_paired_checks_and_copies(tmp_path):
     params = Params(data=dataclasses.replace(SMALL, tasks={"rain": {"paired": {}}}))
     m = prepare("rain", params, raw, tmp_path / "out", progress=False)
     assert m["source"] == "paired" and len(m["samples"]) == 6
-    a = (raw / "rain" / "val" / "input" / "x2.png").read_bytes()
-    assert (tmp_path / "out" / "val" / "input" / "x2.png").read_bytes() == a
+    listed = json.loads((tmp_path / "out" / "val" / "pairs.json").read_text())
+    (x2,) = [e for e in listed if e["name"] == "x2"]  # referenced where it lies, not copied
+    assert (tmp_path / "out" / "val" / x2["input"]).resolve() == raw / "rain/val/input/x2.png"
+    assert [p.name for p in PairedImages(tmp_path / "out" / "val").pairs] == ["x1", "x2"]
     (raw / "rain" / "test" / "target" / "x2.png").unlink()
     with pytest.raises(PairedFolderError, match="x2.png: input has no target"):
         prepare("rain", params, raw, tmp_path / "out", progress=False)

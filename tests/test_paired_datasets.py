@@ -28,13 +28,25 @@ def _params(task: str, paired: dict) -> Params:
     return from_dict(Params, {"data": {"tasks": {task: {"paired": paired}}}})
 
 
+def _listed(out: Path, split: str) -> list[dict]:
+    """A prepared split's pairs.json: the pairs, referenced where the dataset lies."""
+    assert not (out / split / "input").exists(), "a paired dataset is referenced, not copied"
+    return json.loads((out / split / "pairs.json").read_text())
+
+
 def _prepared(out: Path) -> dict[str, list[str]]:
-    """{split/kind: file names} of a prepared tree."""
+    """{split/kind: NAME.suffix of each pair} of a prepared tree (the suffix its file has)."""
     return {
-        f"{s}/{k}": sorted(p.name for p in (out / s / k).iterdir())
+        f"{s}/{k}": sorted(e["name"] + Path(e[k]).suffix.lower() for e in _listed(out, s))
         for s in ("train", "val", "test")
         for k in ("input", "target")
     }
+
+
+def _ref(out: Path, split: str, kind: str, name: str) -> Path:
+    """The file a prepared split's pair NAME(.suffix) refers to, as the datasets read it."""
+    (entry,) = [e for e in _listed(out, split) if e["name"] == Path(name).stem]
+    return out / split / entry[kind]
 
 
 def _same_pixels(a: Path, b: Path) -> bool:
@@ -90,8 +102,8 @@ def test_4k_rain13k_pairs_by_name_and_draws_val_from_train(tmp_path):
     assert m["splits"]["val"].startswith("drawn from train")
     val = files["val/input"][0]
     src = raw / "4K-Rain13k" / "Train"
-    assert _same_pixels(tmp_path / "out" / "val" / "target" / val, src / "target" / val)
-    assert _same_pixels(tmp_path / "out" / "val" / "input" / val, src / "input" / val)
+    assert _same_pixels(_ref(tmp_path / "out", "val", "target", val), src / "target" / val)
+    assert _same_pixels(_ref(tmp_path / "out", "val", "input", val), src / "input" / val)
     # the draw is reproducible, and moves with data.seed
     again = prepare("rain", params, raw, tmp_path / "again", progress=False)
     assert [s["name"] for s in again["samples"]] == [s["name"] for s in m["samples"]]
@@ -125,12 +137,11 @@ def test_uhd_lol4k_and_4kid_pair_by_sorted_order_with_a_warning(tmp_path, caplog
         prepare("lowlight", _params("lowlight", LOL4K), raw, tmp_path / "lol", progress=False)
         m = prepare("haze", _params("haze", FOURKID), raw, tmp_path / "kid", progress=False)
     assert caplog.text.count("by sorted order") == 2
-    lol = tmp_path / "lol" / "test"
-    assert sorted(p.name for p in (lol / "target").iterdir()) == [
+    assert _prepared(tmp_path / "lol")["test/target"] == [
         f"test_{i:05d}_low.png" for i in range(3)
     ]  # a pair is named after its input
     src = raw / "UHD-LOL4K" / "test" / "high" / "test_00001_gt.png"
-    assert _same_pixels(lol / "target" / "test_00001_low.png", src)
+    assert _same_pixels(_ref(tmp_path / "lol", "test", "target", "test_00001_low.png"), src)
     # 4KID ships no splits: test (20%) and val (10%) are drawn from the one folder
     files = _prepared(tmp_path / "kid")
     assert [len(files[f"{s}/input"]) for s in ("train", "val", "test")] == [7, 1, 2]
@@ -163,7 +174,7 @@ def test_uhdrr4k_pairs_from_its_json_listing(tmp_path):
     assert files["test/input"] == ["0_blend.png", "1_blend.png"]
     assert files["test/target"] == ["0_blend.png", "1_blend.png"]
     assert _same_pixels(
-        out / "test" / "target" / "1_blend.png", root / "test" / "transmission_layer" / "1_t.png"
+        _ref(out, "test", "target", "1_blend.png"), root / "test" / "transmission_layer" / "1_t.png"
     )
     assert len(files["train/input"]) + len(files["val/input"]) == 4
 
@@ -178,7 +189,7 @@ def test_haze4k_pairs_by_a_stem_pattern(tmp_path):
     prepare("haze", _params("haze", HAZE4K), raw, out, progress=False)
     assert _prepared(out)["val/input"] == ["1.png", "2.png"]
     assert _same_pixels(
-        out / "val" / "target" / "2.png", raw / "Haze4K" / "val" / "clear" / "2.png"
+        _ref(out, "val", "target", "2.png"), raw / "Haze4K" / "val" / "clear" / "2.png"
     )
 
 

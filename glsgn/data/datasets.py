@@ -1,4 +1,5 @@
-"""Torch datasets over data/prepared/{task}/{split}: whole images, and training crops.
+"""Torch datasets over data/prepared/{task}/{split} (its pairs: `paired.split_pairs`): whole
+images, and training crops.
 
 A training sample is what `GLSGN.forward(crop, global_view=..., region=...)` takes: a random
 full-resolution crop (or the whole image) for the local pathways, plus the whole image scaled
@@ -25,7 +26,7 @@ from .arrays import (
     source_index,
 )
 from .io import read_image
-from .paired import Pair, check_pair_size, find_pairs
+from .paired import Pair, check_pair_size, split_pairs
 
 __all__ = ["PairedImages", "TrainCrops"]
 
@@ -39,7 +40,7 @@ class PairedImages(Dataset):
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.pairs: list[Pair] = find_pairs("input", "target", base=self.root)
+        self.pairs: list[Pair] = split_pairs(self.root)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -77,7 +78,7 @@ class TrainCrops(Dataset):
     ) -> None:
         if crop is not None and (crop < multiple or crop % multiple):
             raise ValueError(f"crop: expected null or a multiple of {multiple}, got {crop}")
-        pairs = find_pairs("input", "target", base=Path(root))
+        pairs = split_pairs(root)
         self.sources: list[PairSource] = (
             [DecodedPair(p, multiple, global_scale) for p in pairs]
             if cache is None

@@ -24,6 +24,8 @@ from . import task_key
 from .io import ImageError, read_image
 
 __all__ = [
+    "LISTING",
+    "split_pairs",
     "Pair",
     "PairedFolderError",
     "IMAGE_SUFFIXES",
@@ -152,6 +154,21 @@ def find_pairs(
         problems.append(f"{inputs}, {targets}: no images found")
     _raise_any(problems, "paired folders")
     return pairs
+
+
+LISTING = "pairs.json"  # a prepared split of a paired dataset: its pairs, where they lie
+
+
+def split_pairs(folder: str | Path) -> list[Pair]:
+    """The pairs of a prepared split (data/prepared/TASK/SPLIT): a paired dataset's are listed
+    in its pairs.json, paths relative to the split's folder, so a dataset of hundreds of GB is
+    referenced where it lies, never copied; synthesised pairs are its input/ and target/."""
+    folder = Path(folder)
+    listing = folder / LISTING
+    if listing.is_file():
+        entries = json.loads(listing.read_text())
+        return [Pair(e["name"], folder / e["input"], folder / e["target"]) for e in entries]
+    return find_pairs("input", "target", base=folder)
 
 
 def _split_pairs(cfg: PairedConfig, folder: Path, split: str) -> tuple[list[Pair], list[str]]:

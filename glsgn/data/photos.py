@@ -395,7 +395,7 @@ def _walk(data: bytes, start: int) -> Jpeg | None:
             return None
         marker = data[i + 1]
         i += 2
-        if marker == 0xD9 or data.find(b"\xff\xd9", i) >= 0 and False:  # EOI
+        if marker == 0xD9:  # EOI
             return Jpeg(start, i, width, height) if width and height else None
         if marker in _STANDALONE:
             continue

@@ -6,7 +6,8 @@ Synthetic: clean images are the starter photographs, randomly cropped and scaled
 profile's size, and dead-leaves scenes; each gets the task's degradation.
 Photographs are split between train, val and test, so no photograph is in two splits.
 Paired: a dataset as it ships, in data/raw (`data.tasks.TASK.paired`, docs/datasets.md):
-every pair of every split is matched and checked first, then all are copied.
+every pair of every split is matched and checked first, then each split lists its pairs where
+they lie (pairs.json, with checksums in the manifest): a UHR dataset is never copied.
 The result is written to a temporary folder and renamed, with a manifest of sizes, seeds,
 parameters and checksums.
 """
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, DataConfig, Params
 from . import synthesis, task_key
 from .io import read_image, write_image
-from .paired import check_pairs, dataset_pairs, list_images
+from .paired import LISTING, check_pairs, dataset_pairs, list_images
 from .scenes import dead_leaves
 
 __all__ = ["SPLITS", "prepare", "sample_seed", "synthesize_sample"]
@@ -138,7 +139,7 @@ def prepare(task: str, params: Params, raw: Path, out: Path, progress: bool = Tr
         if source == "synthetic":
             _synthetic(task, cfg, raw, tmp, manifest, progress)
         else:
-            _paired(task, cfg, raw, tmp, manifest, progress)
+            _paired(task, cfg, raw, tmp, out, manifest, progress)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         _replace_dir(tmp, out)
     except BaseException:
@@ -189,21 +190,28 @@ def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict,
         )
 
 
-def _paired(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
+def _paired(
+    task: str, cfg: DataConfig, raw: Path, tmp: Path, out: Path, manifest: dict, bar: bool
+) -> None:
+    """A paired dataset is checked, then referenced where it lies: each split's pairs.json
+    lists its files (relative to the split's folder) and checksums; nothing is copied."""
     splits, origin = dataset_pairs(cfg.task(task).paired, raw, task, cfg.seed)
     jobs = [(split, p) for split in SPLITS for p in splits[split]]
     for split in SPLITS:
         log.info("%s/%s: %d pairs from %s", task, split, len(splits[split]), origin[split])
-    sizes = check_pairs([p for _, p in jobs], bar)  # every pair read before any is copied
+    sizes = check_pairs([p for _, p in jobs], bar)  # every pair read before any is listed
     manifest["splits"] = origin
+    listed: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for (split, p), hw in tqdm(
-        list(zip(jobs, sizes, strict=True)), desc=f"copy {task}", unit="pair", disable=not bar
+        list(zip(jobs, sizes, strict=True)), desc=f"checksum {task}", unit="pair", disable=not bar
     ):
         entry = {"name": p.name, "split": split, "size": list(hw), "sha256": {}}
         for kind, src in (("input", p.input), ("target", p.target)):
-            dst = tmp / split / kind / f"{p.name}{src.suffix.lower()}"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            entry["sha256"][kind] = _sha256(dst)
-            entry[kind] = str(src)
+            # lexical, not through symlinks: a dataset in data/raw stays ../../../raw/...
+            entry[kind] = os.path.relpath(os.path.abspath(src), os.path.abspath(out / split))
+            entry["sha256"][kind] = _sha256(src)
+        listed[split].append({k: entry[k] for k in ("name", "input", "target")})
         manifest["samples"].append(entry)
+    for split, entries in listed.items():
+        (tmp / split).mkdir(parents=True, exist_ok=True)
+        (tmp / split / LISTING).write_text(json.dumps(entries, indent=1) + "\n")

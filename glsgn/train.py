@@ -194,7 +194,7 @@ def train(
         model.pad_multiple,
         mcfg.global_scale,
         seed=run.seed,
-        cache=root / "data" / "cache",
+        cache=root / "data" / "cache" if tcfg.cache else None,
         progress=progress,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)

@@ -541,7 +541,7 @@ def _extract(deb: Path, wanted: dict[str, list[_Target]]) -> None:
 
     One pass over the stream takes the wanted regular files and notes every link; a member that
     is a link (plasma's 1920x1080.jpg -> 2560x1600.jpg) is then resolved and its target read in
-    a second pass, unless the first already wrote it. ValueError names a member it lacks."""
+    a second pass, unless the first already wrote it. _Missing names a member it lacks."""
     links: dict[str, tuple[str, str]] = {}
     regular: set[str] = set()
     written: dict[str, Path] = {}  # member -> a file holding its bytes as they are

@@ -6,6 +6,7 @@ glsgn train RUN --seed S      (train@..., under torchrun when train.nproc > 1)
 glsgn evaluate RUN --seed S   (evaluate@...)
 glsgn ablate                  (the ablation stage: reports/ablation.json)
 glsgn profile DIR             (a profile's params.yaml and dvc.yaml from DIR/profile.yaml)
+glsgn photos --debs DIR       (real photographs from Debian packages, each checked)
 """
 
 from __future__ import annotations
@@ -133,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("dir", type=Path, help="the profile's folder (evidence, evidence/gpu, gpu)")
     f.add_argument("--check", action="store_true", help="only say whether they are current")
+
+    g = sub.add_parser(
+        "photos",
+        help="the listed photographs (assets/photos) from Debian packages, each checked "
+        "against its sha256, with each package's copyright file and a manifest",
+    )
+    g.add_argument("--listing", type=Path, default=Path("assets/photos"), help="PHOTOS.tsv's")
+    g.add_argument("--debs", type=Path, default=Path("debs"), help="folder of .deb files")
+    g.add_argument("--out", type=Path, default=Path("data/photos"))
+    g.add_argument("--packages", nargs="+", help="default: every listed one but enlightenment")
+    g.add_argument("--enlightenment", action="store_true", help="also enlightenment-data (401 MB)")
+    g.add_argument("--download", action="store_true", help="apt-get download what --debs lacks")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -441,6 +455,27 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 1 if args.check and stale else 0
 
 
+def cmd_photos(args: argparse.Namespace) -> int:
+    from .data.photos import PhotoSourceError, fetch_photos, read_listing, read_packages
+
+    def work() -> None:
+        m = fetch_photos(
+            read_listing(args.listing / "PHOTOS.tsv"),
+            args.debs,
+            args.out,
+            packages=args.packages,
+            include_enlightenment=args.enlightenment,
+            download=args.download,
+            progress=not args.quiet,
+            sizes=read_packages(args.listing / "PACKAGES.tsv"),
+        )
+        log.info(
+            "photos: %d from %d packages in %s", len(m["photos"]), len(m["packages"]), args.out
+        )
+
+    return _stage("photos", work, (PhotoSourceError,))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -455,5 +490,6 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "ablate": cmd_ablate,
         "profile": cmd_profile,
+        "photos": cmd_photos,
     }
     return commands[args.command](args)

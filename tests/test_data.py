@@ -581,3 +581,18 @@ def test_train_crops_cache_rebuilds_changed_and_damaged_entries(tmp_path, monkey
     for key in _keys(len(ds))[::3]:
         _assert_items_equal(ds[key], _reference_item(root, 16, 16, 4, 0, True, key))
     assert not list(cache.rglob("*.tmp"))
+
+
+def test_prepare_takes_the_photographs_glsgn_photos_listed(tmp_path):
+    """A raw folder made by `glsgn photos` (PACKAGE/NAME and manifest.json): the listed
+    photographs are the clean images, decoded when drawn; nothing else in the folder is."""
+    raw = tmp_path / "photos"
+    listed = [f"pkg{i}/shot{i}.png" for i in range(5)]
+    for i, f in enumerate(listed):
+        _save(raw / f, _photo(120, 200, seed=i))
+    _save(raw / "not_listed.png", _photo(seed=9))
+    (raw / "manifest.json").write_text(json.dumps({"photos": [{"file": f} for f in listed]}))
+    data = dataclasses.replace(SMALL, scene_fraction=0.0, tasks={"rain": {}})
+    m = prepare("rain", Params(data=data), raw, tmp_path / "out", progress=False)
+    sources = {s["source"] for s in m["samples"]}
+    assert sources and sources <= {f"photo:{f}" for f in listed}

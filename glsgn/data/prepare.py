@@ -15,11 +15,13 @@ parameters and checksums.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -79,6 +81,7 @@ def _clean(
         scene = dead_leaves(h, w, seed, cfg.scenes)
         return scene.image, scene.depth, f"dead_leaves:{seed}"
     name, img = pool[int(rng.integers(len(pool)))]
+    img = img() if callable(img) else img  # a large photograph, decoded when drawn
     return _photo_crop(img, h, w, rng), None, f"photo:{name}"
 
 
@@ -149,15 +152,30 @@ def prepare(task: str, params: Params, raw: Path, out: Path, progress: bool = Tr
     return manifest
 
 
+@functools.lru_cache(maxsize=2)
+def _decoded(path: Path) -> np.ndarray:
+    return read_image(path).rgb
+
+
+def _photographs(raw: Path) -> list[tuple[str, np.ndarray | Callable[[], np.ndarray]]]:
+    """(name, image) of each clean photograph in `raw`, sorted by name: those `glsgn photos`
+    listed in its manifest.json, decoded when drawn (forty 4K-6K photographs would not fit in
+    memory at once), else its top-level images."""
+    listing = raw / "manifest.json"
+    if listing.is_file() and "photos" in (m := json.loads(listing.read_text())):
+        files = sorted(e["file"] for e in m["photos"])
+        return [(f, functools.partial(_decoded, raw / f)) for f in files]
+    return [(p.name, read_image(p).rgb) for p in (list_images(raw) if raw.is_dir() else [])]
+
+
 def _synthetic(task: str, cfg: DataConfig, raw: Path, tmp: Path, manifest: dict, bar: bool) -> None:
-    files = [p for p in list_images(raw)] if raw.is_dir() else []
-    if not files:  # a fresh clone before `dvc repro data.dvc`: say so, the data differ
+    photos = _photographs(raw)
+    if not photos:  # a fresh clone before `dvc repro data.dvc`: say so, the data differ
         log.warning(
             "%s %s: no photographs, so every clean image is a dead-leaves scene",
             raw,
             "is not a folder" if not raw.is_dir() else "holds no images",
         )
-    photos = [(p.name, read_image(p).rgb) for p in files]
     log.info(
         "synthesising %s at %dx%d from %d photographs and dead-leaves scenes (seed %d)",
         task,

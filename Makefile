@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-fast lint bench repro profile evidence evidence-gpu gpu figures docs-figures \
+.PHONY: setup test test-fast lint bench repro profile evidence evidence-gpu uhr gpu figures \
+	docs-figures \
 	docs-evidence-figures lab clean
 
 setup: $(STAMP)
@@ -54,6 +55,11 @@ evidence:
 # The GPU evidence: every variant on reflection at 1K, 3 seeds, for one H100/H200 (never run).
 evidence-gpu:
 	$(MAKE) profile P=evidence/gpu
+
+# UHR on this CPU: real photographs (fetched by uhr/stages.yaml's photos stage), 1024x576
+# images, crops of a quarter side; full against fullres_flops and local_only, 2 seeds (~100 min).
+uhr:
+	$(MAKE) profile P=uhr
 
 # Your own paired dataset (data/raw/mine) at paper scale on GPUs: one run, mine-full.
 gpu:

@@ -235,7 +235,7 @@ def test_learning_curve_is_what_evaluation_measures(root, tmp_path):
     from glsgn.results import learning_curves
 
     work = _fresh(root, tmp_path)
-    params = _params(curve_every=4, ema=0.9)
+    params = _params(curve_every=4, ema=0.9, variants=())  # reflection-full alone
     train("reflection-full", params, work, progress=False)
     m = evaluate("reflection-full", params, work, progress=False)
     curves = work / "dvclive/reflection-full/seed0/plots/metrics/test"

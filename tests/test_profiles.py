@@ -94,8 +94,9 @@ def _run(cmd: list[str], cwd: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_a_profile_whose_only_run_is_the_users_paired_task(tmp_path):
-    """One task, no reflection, one variant: the user's folder of pairs in, dvc repro runs
-    every stage (the ablation notebook says there is nothing to contrast), then nothing."""
+    """One task, no reflection, one variant: the user's folder of pairs, outside the
+    repository, in; dvc repro runs every stage (the ablation notebook says there is nothing to
+    contrast), copies no pair, then runs nothing."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     clone = tmp_path / "clone"
@@ -103,14 +104,16 @@ def test_a_profile_whose_only_run_is_the_users_paired_task(tmp_path):
     pairs = tmp_path / "pairs"
     rng = np.random.default_rng(0)
     for split, n in (("train", 2), ("val", 1), ("test", 1)):
+        for kind in ("input", "target"):
+            (pairs / f"mine/{split}/{kind}").mkdir(parents=True)
         for i in range(n):
             clean = rng.random((64, 96, 3)).astype(np.float32)
             write_image(pairs / f"mine/{split}/target/p{i}.png", clean)
             write_image(pairs / f"mine/{split}/input/p{i}.png", 0.6 * clean + 0.3)
     dvc = [sys.executable, "-m", "dvc"]
-    _run([*dvc, "import-url", str(pairs), "data/raw", "--file", "data.dvc", "--force"], clone)
     (clone / "mine").mkdir()
     tiny = {
+        "data.raw": str(pairs),  # read where it lies: an external dependency, never copied
         "data.tasks": {"mine": {"paired": {}}},
         "train.variant_tasks": [],
         "train.term_tasks": [],
@@ -135,4 +138,9 @@ def test_a_profile_whose_only_run_is_the_users_paired_task(tmp_path):
     assert json.loads((clone / "mine/reports/ablation.json").read_text()) == []
     figures = {p.name for p in (clone / "mine/reports/figures").rglob("*.png")}
     assert {"no_contrast.png", "attention.png", "mine.png"} <= figures
+    listed = json.loads((clone / "mine/data/prepared/mine/test/pairs.json").read_text())
+    assert (clone / "mine/data/prepared/mine/test" / listed[0]["input"]).resolve() == (
+        pairs / "mine/test/input/p0.png"
+    )
+    assert not list((clone / "mine/data/prepared").rglob("*.png"))  # nothing copied
     assert "Running stage" not in _run([*dvc, "repro"], clone / "mine")

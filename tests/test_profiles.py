@@ -23,7 +23,7 @@ from glsgn.profiles import compose, write_profile
 from .conftest import pipeline_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = ("evidence", "evidence/gpu", "gpu")
+PROFILES = ("evidence", "evidence/gpu", "gpu", "uhr")
 
 
 def test_compose_sets_each_dotted_key_and_nothing_else():

@@ -6,8 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
 .PHONY: setup test test-fast lint bench repro profile evidence evidence-gpu uhr gpu figures \
-	docs-figures \
-	docs-evidence-figures lab clean
+	docs-figures docs-evidence-figures lab clean
 
 setup: $(STAMP)
 

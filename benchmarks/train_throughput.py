@@ -9,13 +9,18 @@ then read each crop from memory maps), plus the cache's build time and size on d
 
     python benchmarks/train_throughput.py --sections step --device cuda   # on a GPU
     python benchmarks/train_throughput.py --sections settings             # CPU: fp32 vs bf16
+    python benchmarks/train_throughput.py --sections terms --params uhr/params.yaml \
+        --size 1024x576 --step-crop 256 --step-batch 2 --steps 6     # where a UHR step goes
 
 Prints a table; asserts nothing. Sections (`SECTIONS`): `data`, the loader; `step`, one
 training step (forward, losses, backward, clipping, AdamW) of GLSGN and of fullres at the same
 crop and batch (params.yaml's model): FLOPs per sample and the host-device copies and syncs per
 step, counted on the meta device (so on any machine), and samples/s on --device; `settings`,
 end-to-end `glsgn train` samples/s on this CPU for fp32, channels_last, bf16 autocast and both
-(bf16 only where the CPU runs it natively), on params.yaml's data and model.
+(bf16 only where the CPU runs it natively), on params.yaml's data and model; `terms`, where one
+training step's time goes: the model's forward and backward alone, then the whole step with
+each loss term switched off in turn (the time it saves is what it costs). `--params` picks the
+params file the step sections read (a profile's, e.g. uhr/params.yaml).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Setup:
     precision: str  # the model step's train.precision (as train.py applies it on the device)
     cpu_steps: bool  # time the model step on the CPU too (slow)
     train_steps: int  # settings: steps of each end-to-end run
+    params: Path = ROOT / "params.yaml"  # what the step sections build the model and loss from
 
 
 Row = tuple[str, str, str]  # (what, value, unit)
@@ -144,12 +150,24 @@ class StepCounter(TorchDispatchMode):
 
 
 def step_setup(
-    variant: str, device: str, crop: int, batch: int, size: tuple[int, int], precision="fp32"
+    variant: str,
+    device: str,
+    crop: int,
+    batch: int,
+    size: tuple[int, int],
+    precision="fp32",
+    params_file: Path = ROOT / "params.yaml",
+    without: str | None = None,
 ) -> tuple[torch.nn.Module, GLSGNLoss, torch.optim.Optimizer, TrainBatch, Callable[[], None]]:
     """Model, loss, optimiser, scheduler, scaler and one batch on `device`, as train.py builds
-    them; -> (model, loss_fn, opt, batch, step), `step()` being train.py's `train_step`."""
-    params = load_params(ROOT / "params.yaml")
+    them (loss term `without` weighted 0); -> (model, loss_fn, opt, batch, step), `step()`
+    being train.py's `train_step`."""
+    params = load_params(params_file)
     mcfg, lcfg = variant_configs(params, variant)
+    if without in lcfg.consistency:
+        lcfg = dataclasses.replace(lcfg, consistency={**lcfg.consistency, without: 0.0})
+    elif without is not None:
+        lcfg = dataclasses.replace(lcfg, **{without: 0.0})
     with torch.device(device):
         model = build_model(mcfg)
         loss_fn = GLSGNLoss(lcfg)
@@ -295,11 +313,52 @@ def settings_section(s: Setup) -> list[Row]:
     return rows
 
 
+def _timed(fn: Callable[[], object], steps: int, device: str) -> float:
+    """Seconds per call of `fn`, after three untimed calls (kernels chosen, taps cached)."""
+    for _ in range(3):
+        fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def terms_section(s: Setup) -> list[Row]:
+    """Where one training step of `full` goes on `s.device`: the model's forward, its forward
+    and backward (loss: the output's mean), the whole step, and the whole step with each loss
+    term weighted 0 in turn; a term costs what switching it off saves."""
+    args = (s.step_crop, s.step_batch, s.image_size, s.precision, s.params)
+    model, loss_fn, _, b, step = step_setup("full", s.device, *args)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(b.x, global_view=b.x_global, region=b.region)
+
+    def forward_backward() -> None:
+        model(b.x, global_view=b.x_global, region=b.region).b_out.mean().backward()
+
+    whole = _timed(step, s.steps, s.device)
+    rows = [
+        ("model forward (no grad)", f"{_timed(forward, s.steps, s.device):.3f}", "s/step"),
+        ("model forward + backward", f"{_timed(forward_backward, s.steps, s.device):.3f}", "s/step"),
+        ("whole training step (every term)", f"{whole:.3f}", "s/step"),
+    ]
+    for term, weight in loss_fn.weights.items():
+        if weight <= 0:
+            continue
+        t = _timed(step_setup("full", s.device, *args, without=term)[-1], s.steps, s.device)
+        rows.append((f"step without {term} (saves)", f"{t:.3f} ({whole - t:+.3f})", "s/step"))
+    return rows
+
+
 # Each section takes the Setup and returns rows for the table.
 SECTIONS: dict[str, Callable[[Setup], list[Row]]] = {
     "data": data_section,
     "step": step_section,
     "settings": settings_section,
+    "terms": terms_section,
 }
 
 
@@ -313,7 +372,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--uncached-samples", type=int, default=4)
-    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    p.add_argument("--sections", nargs="+", default=["data", "step", "settings"], choices=list(SECTIONS))
     p.add_argument("--step-crop", type=int, default=512, help="model step: crop side")
     p.add_argument("--step-batch", type=int, default=4, help="model step: batch size")
     p.add_argument("--steps", type=int, default=20, help="model step: timed steps")
@@ -323,6 +382,7 @@ def main() -> None:
         "--precision", choices=("fp32", "bf16", "fp16"), help="model step (default: params.yaml's)"
     )
     p.add_argument("--train-steps", type=int, default=48, help="settings: steps of each run")
+    p.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="step sections")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="train_throughput.") as tmp:
@@ -347,9 +407,10 @@ def main() -> None:
             args.step_batch,
             args.steps,
             args.device,
-            args.precision or load_params(ROOT / "params.yaml").train.precision,
+            args.precision or load_params(args.params).train.precision,
             args.cpu_steps,
             args.train_steps,
+            args.params,
         )
         print(
             f"\n{args.pairs} pairs {w}x{h}, crop {args.crop or 'whole image'}, multiple "

@@ -296,21 +296,20 @@ def semantic(loss: GLSGNLoss, out: GLSGNOutput, batch: TrainBatch) -> Tensor:
     """High-level semantics: frozen-backbone features of each output agree with the
     target's at that output's own scale over the crop (B_out and B_1 at the crop's, B_i
     and B_g at 1/f_i and 1/global_scale), and adjacent pathways' agree with each other on
-    the coarser one's grid. One backbone pass per scale."""
-    pairs: list[tuple[Tensor, Tensor]] = [(out.b_out, batch.y)]
-    outs = loss.outputs(out, batch)
+    the coarser one's grid."""
     r = batch.region
-    pairs += [(b, to_grid(batch.y, r, rb)) for b, rb in outs]
+    targets = {r: batch.y}  # the target once per grid: B_out and B_1 share the crop's
+
+    def target(rb: Region) -> Tensor:
+        if rb not in targets:
+            targets[rb] = to_grid(batch.y, r, rb)
+        return targets[rb]
+
+    outs = loss.outputs(out, batch)
+    pairs: list[tuple[Tensor, Tensor]] = [(out.b_out, batch.y)]
+    pairs += [(b, target(rb)) for b, rb in outs]
     pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:], strict=False)]
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    images = [t for pair in pairs for t in pair]
-    for i, t in enumerate(images):
-        by_shape.setdefault(tuple(t.shape), []).append(i)
-    feats: list[list[Tensor]] = [[] for _ in images]
-    for idx in by_shape.values():
-        layers = [f.chunk(len(idx)) for f in loss.backbone(torch.cat([images[i] for i in idx]))]
-        for j, i in enumerate(idx):
-            feats[i] = [f[j] for f in layers]
+    feats = _features(loss.backbone, [t for pair in pairs for t in pair])
     return torch.stack(
         [
             torch.stack(
@@ -319,6 +318,25 @@ def semantic(loss: GLSGNLoss, out: GLSGNOutput, batch: TrainBatch) -> Tensor:
             for k in range(len(pairs))
         ]
     ).mean()
+
+
+def _features(backbone: SemanticBackbone, images: list[Tensor]) -> list[list[Tensor]]:
+    """The backbone's features of each image. Each distinct tensor passes once (B_i is in two
+    pairs), in one batch per shape; the targets, which need no gradient, pass without a graph:
+    a backward through them would be thrown away, and it was 40% of a UHR training step."""
+    unique = {id(t): t for t in images}
+    feats: dict[int, list[Tensor]] = {}
+    for grad in (True, False):
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for key, t in unique.items():
+            if t.requires_grad == grad:
+                by_shape.setdefault(tuple(t.shape), []).append(key)
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            for keys in by_shape.values():
+                layers = [f.chunk(len(keys)) for f in backbone(torch.cat([unique[k] for k in keys]))]
+                for j, key in enumerate(keys):
+                    feats[key] = [f[j] for f in layers]
+    return [feats[id(t)] for t in images]
 
 
 TERMS = terms()  # the built-in terms (`terms()` also lists any registered later)

@@ -14,7 +14,7 @@ from glsgn.config import ConfigError, LossConfig, Params
 from glsgn.losses import BackboneError, GLSGNLoss, SemanticBackbone, TrainBatch
 from glsgn.model import GLSGNOutput, build_model
 from glsgn.model.pyramid import high_band
-from glsgn.model.resample import Region, downscale
+from glsgn.model.resample import Region, downscale, to_grid
 from glsgn.variants import variant_configs, variants
 
 from .conftest import TINY, build
@@ -230,6 +230,41 @@ def test_a_zero_weight_term_adds_no_gradient():
     (LOSS.consistency["content"] * losses.content(loss, out, batch)).backward()
     content_only = _flat_grad(model)
     torch.testing.assert_close(off, full - content_only, atol=1e-6, rtol=1e-4)
+
+
+def test_the_semantic_term_equals_one_backbone_pass_per_image(monkeypatch):
+    """Batching images by shape, passing each distinct one once and the targets without a
+    graph are speed only: the value and the gradient equal a plain pass per image of every
+    pair (the reference), and no target reaches the backbone with a graph."""
+    model = build(TINY)
+    batch = _real_batch(model)
+    loss = GLSGNLoss(LOSS)
+    out = model(batch.x, global_view=batch.x_global, region=batch.region)
+    net = loss.backbone
+
+    def reference() -> torch.Tensor:
+        outs = loss.outputs(out, batch)
+        r = batch.region
+        pairs = [(out.b_out, batch.y)] + [(b, to_grid(batch.y, r, rb)) for b, rb in outs]
+        pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:])]
+        per_pair = [
+            torch.stack([(fa - fb).abs().mean() for fa, fb in zip(net(a), net(b))]).mean()
+            for a, b in pairs
+        ]
+        return torch.stack(per_pair).mean()
+
+    expected = reference()
+    expected.backward(retain_graph=True)
+    want = _flat_grad(model)
+    model.zero_grad()
+    seen = []
+    monkeypatch.setattr(net, "forward", lambda x: seen.append(x) or SemanticBackbone.forward(net, x))
+    got = losses.semantic(loss, out, batch)
+    got.backward()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(_flat_grad(model), want, rtol=1e-4, atol=1e-6)
+    assert [x.requires_grad for x in seen].count(False) >= 1  # the targets' passes
+    assert sum(x.shape[0] for x in seen) < 2 * 2 * (1 + 2 * len(loss.outputs(out, batch)))
 
 
 def test_semantic_backbone_loading(tmp_path):

@@ -342,7 +342,11 @@ def terms_section(s: Setup) -> list[Row]:
     whole = _timed(step, s.steps, s.device)
     rows = [
         ("model forward (no grad)", f"{_timed(forward, s.steps, s.device):.3f}", "s/step"),
-        ("model forward + backward", f"{_timed(forward_backward, s.steps, s.device):.3f}", "s/step"),
+        (
+            "model forward + backward",
+            f"{_timed(forward_backward, s.steps, s.device):.3f}",
+            "s/step",
+        ),
         ("whole training step (every term)", f"{whole:.3f}", "s/step"),
     ]
     for term, weight in loss_fn.weights.items():
@@ -372,7 +376,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--uncached-samples", type=int, default=4)
-    p.add_argument("--sections", nargs="+", default=["data", "step", "settings"], choices=list(SECTIONS))
+    p.add_argument(
+        "--sections", nargs="+", default=["data", "step", "settings"], choices=list(SECTIONS)
+    )
     p.add_argument("--step-crop", type=int, default=512, help="model step: crop side")
     p.add_argument("--step-batch", type=int, default=4, help="model step: batch size")
     p.add_argument("--steps", type=int, default=20, help="model step: timed steps")

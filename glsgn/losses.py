@@ -333,7 +333,9 @@ def _features(backbone: SemanticBackbone, images: list[Tensor]) -> list[list[Ten
                 by_shape.setdefault(tuple(t.shape), []).append(key)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             for keys in by_shape.values():
-                layers = [f.chunk(len(keys)) for f in backbone(torch.cat([unique[k] for k in keys]))]
+                layers = [
+                    f.chunk(len(keys)) for f in backbone(torch.cat([unique[k] for k in keys]))
+                ]
                 for j, key in enumerate(keys):
                     feats[key] = [f[j] for f in layers]
     return [feats[id(t)] for t in images]

@@ -185,7 +185,7 @@ def learning_curves(params: Params, dvclive_dir: str | Path, task: str) -> list[
             samples, psnr = c["test/samples"][1], c["test/psnr"][1]
             try:
                 gain, since = plateau(*c["val/psnr"])
-            except ValueError:  # one validation (val_every >= steps): no curve to read
+            except (KeyError, ValueError):  # validation off, or once: no curve to read
                 gain, since = float("nan"), float("nan")
             best = int(np.argmax(psnr))
             rows.append(

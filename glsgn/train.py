@@ -315,15 +315,16 @@ def train(
             live.make_summary()
 
         pause_from = time.perf_counter()
-        if live is not None and (done % tcfg.val_every == 0 or last):
+        if live is not None and tcfg.val_every and (done % tcfg.val_every == 0 or last):
             live.step = done
-            val = _mean_score(released, root / run.split("val"), device, psnr)
+            val = _mean_score(released, root / run.split("val"), device, psnr, tcfg.monitor_images)
             live.log_metric("val/psnr", float(val))  # what the plateau rule reads
             live.make_summary()
         if live is not None and tcfg.curve_every and (done % tcfg.curve_every == 0 or last):
             # the learning curve: test PSNR/SSIM against samples seen; it chooses nothing
             live.step = done
-            test = _mean_score(released, root / run.split("test"), device, psnr_ssim)
+            split = root / run.split("test")
+            test = _mean_score(released, split, device, psnr_ssim, tcfg.monitor_images)
             live.log_metric("test/psnr", float(test[0]))
             live.log_metric("test/ssim", float(test[1]))
             live.log_metric("test/samples", done * tcfg.batch_size * world)
@@ -412,12 +413,15 @@ def _mean_score(
     split: Path,
     device: torch.device,
     score: Callable[[np.ndarray, np.ndarray], float | tuple[float, ...]],
+    limit: int | None = None,
 ) -> np.ndarray:
-    """Mean `score(restored, target)` over the pairs of a split, each restored at full
-    resolution as evaluation restores it."""
+    """Mean `score(restored, target)` over the pairs of a split (the first `limit` of them),
+    each restored at full resolution as evaluation restores it."""
     patch = "auto" if device.type == "cuda" else None  # the whole image when it fits
     scores = []
-    for it in PairedImages(split):
+    pairs = PairedImages(split)
+    for i in range(min(len(pairs), limit or len(pairs))):
+        it = pairs[i]
         out = restore(model, it["input"], device=device, patch_size=patch, progress=False)
         scores.append(score(out, it["target"]))
     return np.mean(scores, axis=0)

@@ -246,9 +246,11 @@ def test_the_semantic_term_equals_one_backbone_pass_per_image(monkeypatch):
         outs = loss.outputs(out, batch)
         r = batch.region
         pairs = [(out.b_out, batch.y)] + [(b, to_grid(batch.y, r, rb)) for b, rb in outs]
-        pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:])]
+        pairs += [(to_grid(a, ra, rb), b) for (a, ra), (b, rb) in zip(outs, outs[1:], strict=False)]
         per_pair = [
-            torch.stack([(fa - fb).abs().mean() for fa, fb in zip(net(a), net(b))]).mean()
+            torch.stack(
+                [(fa - fb).abs().mean() for fa, fb in zip(net(a), net(b), strict=True)]
+            ).mean()
             for a, b in pairs
         ]
         return torch.stack(per_pair).mean()
@@ -258,7 +260,9 @@ def test_the_semantic_term_equals_one_backbone_pass_per_image(monkeypatch):
     want = _flat_grad(model)
     model.zero_grad()
     seen = []
-    monkeypatch.setattr(net, "forward", lambda x: seen.append(x) or SemanticBackbone.forward(net, x))
+    monkeypatch.setattr(
+        net, "forward", lambda x: seen.append(x) or SemanticBackbone.forward(net, x)
+    )
     got = losses.semantic(loss, out, batch)
     got.backward()
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)

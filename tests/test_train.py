@@ -20,6 +20,7 @@ import torchvision
 import yaml
 
 from glsgn.config import LossConfig, Params, TrainConfig, from_dict
+from glsgn.data.datasets import PairedImages
 from glsgn.data.io import read_image
 from glsgn.data.prepare import prepare
 from glsgn.evaluate import evaluate, load_lpips, psnr_ssim
@@ -253,6 +254,31 @@ def test_learning_curve_is_what_evaluation_measures(root, tmp_path):
     # validations at steps 4 and 8: the last quarter starts at 6, read from step 4
     assert row["final_psnr"] == psnr[-1] and row["val_gain_since"] == 4
     assert row["val_gain"] == pytest.approx(val[-1] - val[0])
+
+
+def test_validation_off_and_the_curve_on_fewer_images(root, tmp_path, monkeypatch):
+    """train.val_every null: no validation at all; train.monitor_images N: validation and the
+    learning curve restore the first N pairs of their splits (their cost at UHR), and the
+    curve's last point is then that subset scored as evaluation scores it."""
+    import glsgn.train as t
+    from glsgn.results import learning_curves
+
+    restored = []
+    real = t.restore
+    monkeypatch.setattr(t, "restore", lambda m, x, **kw: restored.append(x) or real(m, x, **kw))
+    params = _params(val_every=None, curve_every=4, monitor_images=1, variants=())
+    splits = dataclasses.replace(params.data.splits, test=2)
+    params = dataclasses.replace(params, data=dataclasses.replace(params.data, splits=splits))
+    work = tmp_path
+    prepare("reflection", params, work / "raw", work / "data/prepared/reflection", progress=False)
+    train("reflection-full", params, work, progress=False)
+    logs = work / "dvclive/reflection-full/seed0/plots/metrics"
+    assert not (logs / "val").exists() and (logs / "test/psnr.tsv").is_file()
+    assert len(restored) == 2  # the curve at steps 4 and 8, one test image each
+    pairs = PairedImages(work / "data/prepared/reflection/test")
+    assert len(pairs) > 1 and torch.equal(restored[-1], pairs[0]["input"])
+    (row,) = learning_curves(params, work / "dvclive", "reflection")
+    assert np.isnan(row["val_gain"])
 
 
 def test_cpu_precision_follows_the_hardware(monkeypatch, caplog):

@@ -32,12 +32,15 @@ __all__ = [
     "pick_crop",
     "image_grid",
     "zoom_grid",
+    "one_to_one",
     "metric_bars",
     "forest_plot",
     "curve_grid",
     "efficiency_panels",
     "save_figure",
 ]
+
+SAVE_DPI = 150  # figures are saved at this resolution (save_figure)
 
 
 def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -183,18 +186,23 @@ def image_grid(
 def zoom_grid(
     images: Sequence[np.ndarray | torch.Tensor],
     titles: Sequence[str],
-    box: tuple[int, int, int, int],
+    box: tuple[int, int, int, int] | Sequence[tuple[int, int, int, int]],
     cols: int | None = None,
     size: float = 3.0,
 ) -> Figure:
-    """A comparison: each image whole with `box` outlined, and under it the box enlarged.
-    All images share one size; rows of `cols` panels."""
+    """A comparison: each image whole with its box outlined, and under it the box enlarged at
+    full resolution, titled with its size and the magnification it is drawn at in a figure
+    saved by `save_figure` (1.0x: one image pixel per figure pixel). `box`: one for every
+    image, or one per image. All images share one size; rows of `cols` panels."""
     if len(images) != len(titles):
         raise ValueError(f"{len(images)} images but {len(titles)} titles")
     imgs = [to_image(i) for i in images]
     if len({i.shape for i in imgs}) != 1:
         raise ValueError(f"zoom_grid: images differ in size: {sorted({i.shape for i in imgs})}")
-    crops = [crop(i, box) for i in imgs]
+    boxes = [box] * len(imgs) if isinstance(box[0], int) else list(box)
+    if len(boxes) != len(imgs) or len({(b[1] - b[0], b[3] - b[2]) for b in boxes}) != 1:
+        raise ValueError(f"zoom_grid: {len(imgs)} images need one box or one each of one size")
+    crops = [crop(i, b) for i, b in zip(imgs, boxes, strict=True)]
     rows, cols = _grid(len(imgs), cols)
     (h, w), (ch, cw) = imgs[0].shape[:2], crops[0].shape[:2]
     ratios = [h / w, ch / cw] * rows
@@ -203,23 +211,32 @@ def zoom_grid(
         cols,
         squeeze=False,
         layout="constrained",
-        figsize=(size * cols, size * sum(ratios) + 0.35 * rows),
+        figsize=(size * cols, size * sum(ratios) + 0.55 * rows),
         gridspec_kw={"height_ratios": ratios},
     )
     for ax in axes.flat:
         ax.axis("off")
-    y0, y1, x0, x1 = box
-    for k, (img, c, title) in enumerate(zip(imgs, crops, titles, strict=True)):
+    below = []
+    for k, (img, c, title, (y0, _, x0, _)) in enumerate(
+        zip(imgs, crops, titles, boxes, strict=True)
+    ):
         top, bottom = axes[2 * (k // cols), k % cols], axes[2 * (k // cols) + 1, k % cols]
         top.imshow(img, interpolation="nearest")
-        top.add_patch(
-            Rectangle(
-                (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", lw=1.5
-            )
-        )
+        top.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), cw, ch, fill=False, ec="yellow", lw=1.5))
         top.set_title(title, fontsize=9)
         bottom.imshow(c, interpolation="nearest")
+        below.append(bottom)
+    fig.canvas.draw()  # lays the panels out: their drawn widths give the magnification
+    for ax in below:
+        shown = ax.get_window_extent().width / fig.dpi * SAVE_DPI / cw
+        ax.set_title(f"{cw}x{ch} px at {shown:.1f}x", fontsize=8)
     return fig
+
+
+def one_to_one(size: float = 3.0) -> int:
+    """The crop side that `zoom_grid` panels of `size` inches draw at about one image pixel per
+    figure pixel (saved at SAVE_DPI, less the panel's margins)."""
+    return int(size * SAVE_DPI * 0.95)
 
 
 def metric_bars(
@@ -404,7 +421,7 @@ def efficiency_panels(
     return panels, ticks, notes
 
 
-def save_figure(fig: Figure, stem: str | Path, dpi: int = 150) -> list[Path]:
+def save_figure(fig: Figure, stem: str | Path, dpi: int = SAVE_DPI) -> list[Path]:
     """Write `stem`.png and `stem`.pdf atomically; returns the two paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

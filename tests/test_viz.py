@@ -120,6 +120,25 @@ def test_zoom_grid_outlines_and_enlarges_the_box():
         viz.zoom_grid([imgs[0], np.random.rand(10, 30, 3)], ["a", "b"], box)
 
 
+def test_zoom_grid_one_box_per_image_and_a_one_to_one_crop(tmp_path):
+    """Each image its own box; a crop of `one_to_one()` pixels is drawn at about one image
+    pixel per saved figure pixel, and its title says the magnification."""
+    from PIL import Image
+
+    side = viz.one_to_one()
+    imgs = [np.random.rand(side + 40, side + 60, 3) for _ in range(2)]
+    boxes = [(0, side, 0, side), (40, side + 40, 60, side + 60)]
+    fig = viz.zoom_grid(imgs, ["a", "b"], boxes, cols=2)
+    crops = [a for a in fig.axes if a.images and a.images[0].get_array().shape[0] == side]
+    np.testing.assert_allclose(crops[1].images[0].get_array(), imgs[1][40:, 60:])
+    mags = [float(a.get_title().split(" at ")[1].rstrip("x")) for a in crops]
+    assert all(0.9 <= m <= 1.1 for m in mags), mags
+    (png, _) = viz.save_figure(fig, tmp_path / "zoom")
+    assert Image.open(png).width == pytest.approx(2 * side, rel=0.15)
+    with pytest.raises(ValueError, match="one box or one each"):
+        viz.zoom_grid(imgs, ["a", "b"], [(0, 8, 0, 8), (0, 9, 0, 9)])
+
+
 def test_curve_grid_keeps_one_colour_per_label():
     x = np.arange(1, 6)
     panels = {

@@ -94,8 +94,8 @@ def main() -> None:
         widths = [int(v) for v in spec.split(",")]
         blocks = WIDTHS.get(spec, 1)
         single: dict[int, float] = {}  # crop -> step MiB at batch 1, for the estimates
-        for crop in args.crops:
-            for batch in args.batches:
+        for batch in sorted(args.batches):  # batch 1 first: every crop, for the estimates
+            for crop in sorted(args.crops):
                 row = f"| {spec} ({blocks}) | {crop} | {batch} |"
                 guess = _estimate(single, crop, batch)
                 if guess > args.limit * 1024:
@@ -122,13 +122,11 @@ def main() -> None:
 def _estimate(single: dict[int, float], crop: int, batch: int) -> float:
     """Step MiB of a case from the batch-1 cases measured: per sample a part fixed by the
     whole image's global view and a part growing with the crop's area, fitted to the two
-    largest crops (with one, all of it grows with the area: an over-estimate); 0 if none."""
-    if not single:
+    largest crops; 0 (run it) before two are known."""
+    if len(single) < 2:
         return 0.0
-    crops = sorted(single)[-2:]
-    if len(crops) == 1:
-        return single[crops[0]] * crop**2 / crops[0] ** 2 * batch
-    (c0, c1), (s0, s1) = crops, (single[c] for c in crops)
+    (c0, c1) = sorted(single)[-2:]
+    s0, s1 = single[c0], single[c1]
     slope = (s1 - s0) / (c1**2 - c0**2)
     return max(0.0, s0 + slope * (crop**2 - c0**2)) * batch
 

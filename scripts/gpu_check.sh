@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU (about 5 minutes), ending in one table:
+# One prepared run for a lent GPU (at most 10 minutes: each part has its timeout), ending in
+# one table:
 #   the CUDA tests (exactness of streamed restore, fp32 without TF32, every variant; the cap);
 #   restore 4K and 8K in bf16 with patch auto, 4K under a 2 GB cap, fullres whole for reference;
 #   the loader's samples/s per worker on 4K pairs; the model step alone (glsgn and fullres, crop
-#   512, batch 4, bf16); end-to-end training samples/s on 4K pairs.
+#   512, batch 4, bf16); the UHR sprint (uhr/gpu/profile.yaml): full, fullres_flops and
+#   local_only on haze at 4K, 960-px crops, 400 samples each, bf16: samples/s, peak memory,
+#   test PSNR.
 # Results go to $OUT (default /tmp/gpu_check). The GPU machine's image has torch, torchvision,
-# timm, opencv, tifffile, pillow and pytest; dvclive is optional (training then logs its metrics).
+# timm, opencv, tifffile, pillow and pytest; `make gpu-wheels` puts pydantic's wheels in .whl/
+# (carry .whl and uhr/photos, the real photographs, which the sprint prepares at 4K; without
+# them it runs on dead-leaves scenes). dvclive is optional (training then logs its metrics).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
@@ -14,15 +19,17 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # The tests run with torch.use_deterministic_algorithms(True); cuBLAS then needs this.
 export CUBLAS_WORKSPACE_CONFIG=:4096:8
 if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+  # the wheels this Python takes (.whl holds pydantic-core for several Python versions)
+  python3 -m pip install -q --no-index --find-links .whl --no-compile --no-cache-dir \
+    --target /tmp/site pydantic && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 python3 - <<'PY' || exit 1
 import importlib, sys
-need = ("torch", "numpy", "yaml", "tqdm", "pytest", "cv2", "tifffile", "PIL", "timm")
+need = ("torch", "numpy", "yaml", "tqdm", "pytest", "cv2", "tifffile", "PIL", "timm", "pydantic")
 missing = [m for m in need if importlib.util.find_spec(m) is None]
 if missing:
-    sys.exit(f"gpu_check: missing Python packages {missing}: carry them as wheels in .whl/")
+    sys.exit(f"gpu_check: missing Python packages {missing}: carry them as wheels in .whl/ "
+             "(make gpu-wheels)")
 import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0))
 PY
@@ -48,23 +55,18 @@ timeout 120 python3 benchmarks/train_throughput.py --sections data --pairs 2 --s
 timeout 120 python3 benchmarks/train_throughput.py --sections step --device cuda --steps 20 --precision bf16 \
   2>&1 | tee "$OUT/step.log" | tail -12
 
-echo "== training end to end: 4K pairs, 120 steps, crop 512, batch 4, bf16, workers auto"
-WORK=/tmp/gpu_train
-rm -rf "$WORK" && mkdir -p "$WORK"
-python3 - "$WORK" <<'PY'
-import sys, yaml
-work = sys.argv[1]
-p = yaml.safe_load(open("params.yaml"))
-p["data"].update(tasks={"reflection": {}}, size=[2160, 3840], splits={"train": 4, "val": 1, "test": 1})
-p["train"].update(variant_tasks=[], term_tasks=[], curve_every=None,
-                  steps=120, batch_size=4, crop=512, warmup=10, val_every=120,
-                  checkpoint_every=120, log_every=20, precision="bf16", workers=None)
-yaml.safe_dump(p, open(f"{work}/params.yaml", "w"), sort_keys=False)
-PY
-ln -s "$PWD/assets/starter" "$WORK/raw"
-(cd "$WORK" && timeout 100 python3 -m glsgn prepare reflection --raw raw --quiet \
-  && timeout 150 python3 -m glsgn train reflection-full --quiet) > "$OUT/train.log" 2>&1
-tail -3 "$OUT/train.log"
+echo "== UHR sprint (uhr/gpu): full, fullres_flops, local_only on haze at 4K"
+# the profile's params.yaml is committed; its folder is the working directory, as under DVC
+SPRINT="$PWD/uhr/gpu"
+rm -rf "$SPRINT"/{data,checkpoints,models,metrics,dvclive}
+(cd "$SPRINT" && timeout 150 python3 -m glsgn prepare haze --quiet) > "$OUT/sprint.log" 2>&1
+for run in haze-full haze-fullres_flops haze-local_only; do
+  (cd "$SPRINT" && timeout 75 python3 -m glsgn train "$run" --quiet \
+    && timeout 30 python3 -m glsgn evaluate "$run" --quiet) >> "$OUT/sprint.log" 2>&1
+  cp "$SPRINT/metrics/$run/seed0.json" "$OUT/sprint-$run.json" 2>/dev/null
+  cp "$SPRINT/dvclive/$run/seed0/metrics.json" "$OUT/sprint-$run.live.json" 2>/dev/null
+done
+tail -3 "$OUT/sprint.log"
 
 python3 - "$OUT" <<'PY'
 import json, re, sys
@@ -95,12 +97,27 @@ for log in ("loader.log", "step.log"):
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) == 4 and (cells[0] == "step" or cells[0] == "data" and cells[3] == "1/s"):
             rows.append((cells[1], cells[2], cells[3]))
-train = (out / "train.log").read_text() if (out / "train.log").exists() else ""
-rate = re.findall(r"train/samples_per_s ([0-9.e+-]+)", train)
-peak = re.findall(r"train/peak_cuda_mb ([0-9.e+-]+)", train)
-rows.append(("training end to end (4K pairs, crop 512, batch 4, bf16)",
-             f"{float(rate[-1]):.1f} samples/s" if rate else "no figure (see train.log)",
-             f"{float(peak[-1]):.0f} MB" if peak else ""))
+sprint = (out / "sprint.log").read_text() if (out / "sprint.log").exists() else ""
+# train.log lines of each run: "step N train/samples_per_s V", in run order
+chunks = re.split(r"train (haze-\w+) seed 0 on", sprint)[1:]
+logs = dict(zip(chunks[0::2], chunks[1::2]))
+for run in ("haze-full", "haze-fullres_flops", "haze-local_only"):
+    text = logs.get(run, "")
+    rate = re.findall(r"train/samples_per_s ([0-9.e+-]+)", text)
+    peak = re.findall(r"train/peak_cuda_mb ([0-9.e+-]+)", text)
+    try:  # with dvclive installed the figures are in its summary, not the log
+        live = json.loads((out / f"sprint-{run}.live.json").read_text())["train"]
+        rate, peak = [live["samples_per_s"]], [live["peak_cuda_mb"]]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        m = json.loads((out / f"sprint-{run}.json").read_text())
+        score = f"test PSNR {m['psnr']:.2f} dB"
+    except (OSError, ValueError, KeyError):
+        score = "no score (see sprint.log)"
+    rows.append((f"UHR sprint {run} (4K, crop 960, batch 4, bf16, 400 samples)",
+                 f"{float(rate[-1]):.1f} samples/s; {score}" if rate else score,
+                 f"{float(peak[-1]):.0f} MB" if peak else ""))
 print("\n| check | value | memory / unit |\n|---|---|---|")
 for r in rows:
     print("| " + " | ".join(r) + " |")

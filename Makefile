@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-fast lint bench repro profile evidence evidence-gpu uhr gpu figures \
+.PHONY: setup test test-fast lint bench repro profile evidence evidence-gpu uhr gpu gpu-wheels figures \
 	docs-figures docs-evidence-figures lab clean
 
 setup: $(STAMP)
@@ -63,6 +63,13 @@ uhr:
 # Your own paired dataset (data/raw/mine) at paper scale on GPUs: one run, mine-full.
 gpu:
 	$(MAKE) profile P=gpu
+
+# Wheels for scripts/gpu_check.sh on a GPU machine whose image lacks pydantic: carry .whl there
+# (pydantic-core is built per Python version; these cover 3.10 to 3.13).
+gpu-wheels: setup
+	for v in 3.10 3.11 3.12 3.13; do $(PY) -m pip download -q --only-binary=:all: -d .whl \
+	  --python-version $$v --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+	  pydantic || exit 1; done
 
 # Re-run only the notebook stages (their figures go to reports/figures/).
 figures: setup

@@ -23,7 +23,16 @@ from glsgn.profiles import compose, write_profile
 from .conftest import pipeline_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = ("evidence", "evidence/gpu", "gpu", "uhr")
+# every committed profile: a folder (one or two levels down) with a profile.yaml
+PROFILES = sorted(
+    str(f.parent.relative_to(ROOT))
+    for pattern in ("*/profile.yaml", "*/*/profile.yaml")
+    for f in ROOT.glob(pattern)
+)
+
+
+def test_the_profiles_are_found():
+    assert {"evidence", "evidence/gpu", "gpu", "uhr", "uhr/gpu"} <= set(PROFILES)
 
 
 def test_compose_sets_each_dotted_key_and_nothing_else():

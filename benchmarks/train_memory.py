@@ -43,7 +43,7 @@ def child(crop: int, batch: int, widths: tuple[int, ...], blocks: int, image, de
     from glsgn.config import load_params
     from glsgn.losses import GLSGNLoss, TrainBatch
     from glsgn.model import build_model
-    from glsgn.model.resample import Region
+    from glsgn.model.resample import Region, round_up
     from glsgn.train import train_step
     from glsgn.variants import variant_configs
 
@@ -57,7 +57,7 @@ def child(crop: int, batch: int, widths: tuple[int, ...], blocks: int, image, de
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     scaler = torch.amp.GradScaler(enabled=False)
-    w, h = image
+    w, h = (round_up(v, model.pad_multiple) for v in image)  # as TrainCrops pads the image
     gs = mcfg.global_scale
     x = torch.rand(batch, 3, crop, crop, device=dev)
     xg = torch.rand(batch, 3, h // gs, w // gs, device=dev)

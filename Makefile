@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
 .PHONY: setup test test-fast lint bench repro profile evidence evidence-gpu uhr gpu gpu-wheels figures \
-	docs-figures docs-evidence-figures lab clean
+	docs-figures docs-evidence-figures docs-uhr-figures lab clean
 
 setup: $(STAMP)
 
@@ -89,6 +89,15 @@ docs-evidence-figures:
 	for f in $(EVIDENCE_FIGURES); do \
 	  $(PY) scripts/docs_copy.py evidence/reports/figures/$$f.png \
 	    docs/figures/evidence-$$(echo $$f | tr / -).jpg || exit 1; done
+
+# The UHR profile's figures in the README: copies made after `make uhr`, wide enough to keep
+# their 1:1 crops at one image pixel per figure pixel.
+UHR_FIGURES := dataset/haze-zoom dataset/reflection-zoom training/haze-learning-curve \
+	training/reflection-learning-curve qualitative/haze qualitative/reflection
+docs-uhr-figures:
+	for f in $(UHR_FIGURES); do \
+	  $(PY) scripts/docs_copy.py --max-width 2400 uhr/reports/figures/$$f.png \
+	    docs/figures/uhr-$$(echo $$f | tr / -).jpg || exit 1; done
 
 # JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)"). As root (a container)
 # it adds --allow-root; with no display (and not macOS) --no-browser: open the URL it prints.

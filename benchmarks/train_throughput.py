@@ -193,12 +193,14 @@ def step_setup(
     return model, loss_fn, opt, b, step
 
 
-def step_counts(variant: str, crop: int, batch: int, size: tuple[int, int]) -> dict:
+def step_counts(
+    variant: str, crop: int, batch: int, size: tuple[int, int], params_file: Path
+) -> dict:
     """FLOPs per sample and device traffic of one training step, counted on the meta device
     (shapes only): a copy from the host there is an upload on a GPU, a read a sync.
     The optimiser is left out: on the meta device it takes a per-tensor path that reads each
     step counter, where CUDA's fused path reads none."""
-    model, loss_fn, _, b, _ = step_setup(variant, "meta", crop, batch, size)
+    model, loss_fn, _, b, _ = step_setup(variant, "meta", crop, batch, size, "fp32", params_file)
     model(b.x, global_view=b.x_global, region=b.region)  # first call builds cached index taps
     counter = StepCounter()
     with counter:
@@ -220,9 +222,10 @@ def step_speed(
     device: str,
     steps: int,
     precision: str,
+    params_file: Path,
 ) -> float:
     """Samples/s of the model step alone, the batch already on the device."""
-    step = step_setup(variant, device, crop, batch, size, precision)[-1]
+    step = step_setup(variant, device, crop, batch, size, precision, params_file)[-1]
     for _ in range(3):  # warm-up: cuDNN picks its kernels, taps are cached
         step()
     _sync(device)
@@ -244,7 +247,7 @@ def step_section(s: Setup) -> list[Row]:
     size = s.image_size
     rows, flops = [], {}
     for variant in ("full", "fullres"):
-        c = step_counts(variant, s.step_crop, s.step_batch, size)
+        c = step_counts(variant, s.step_crop, s.step_batch, size, s.params)
         flops[variant] = c["gflop_per_sample"]
         rows += [
             (f"{variant}: GFLOP per sample (forward + backward)", f"{flops[variant]:.1f}", "GFLOP"),
@@ -254,7 +257,9 @@ def step_section(s: Setup) -> list[Row]:
     rows.append(("full / fullres FLOPs per sample", f"{flops['full'] / flops['fullres']:.2f}", "x"))
     if s.device != "cpu" or s.cpu_steps:
         rate = {
-            v: step_speed(v, s.step_crop, s.step_batch, size, s.device, s.steps, s.precision)
+            v: step_speed(
+                v, s.step_crop, s.step_batch, size, s.device, s.steps, s.precision, s.params
+            )
             for v in ("full", "fullres")
         }
         rows += [

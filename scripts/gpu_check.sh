@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU (at most 10 minutes: each part has its timeout), ending in
-# one table:
+# One prepared run for a lent GPU (under 10 minutes: one deadline bounds all the parts),
+# ending in one table:
 #   the CUDA tests (exactness of streamed restore, fp32 without TF32, every variant; the cap);
 #   restore 4K and 8K in bf16 with patch auto, 4K under a 2 GB cap, fullres whole for reference;
 #   the loader's samples/s per worker on 4K pairs; the model step alone (glsgn and fullres, crop
@@ -18,9 +18,22 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # The tests run with torch.use_deterministic_algorithms(True); cuBLAS then needs this.
 export CUBLAS_WORKSPACE_CONFIG=:4096:8
+# One deadline for everything before the table: each part's timeout is its own limit or what
+# is left, whichever is less, and a part with under 20 s left is skipped; so the table always
+# prints within a 10-minute call (9 min 20 s of parts, most important first).
+DEADLINE=$((SECONDS + 560))
+t() {  # t LIMIT: the timeout for the next part (0: skip it)
+  local left=$((DEADLINE - SECONDS))
+  if [ "$left" -lt 20 ]; then echo 0; elif [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
+}
+run() {  # run LIMIT COMMAND...: the command under its timeout, or a note that it was skipped
+  local limit; limit=$(t "$1"); shift
+  if [ "$limit" -eq 0 ]; then echo "skipped (no time left): $*"; return 124; fi
+  timeout "$limit" "$@"
+}
 if compgen -G ".whl/*.whl" >/dev/null; then
   # the wheels this Python takes (.whl holds pydantic-core for several Python versions)
-  python3 -m pip install -q --no-index --find-links .whl --no-compile --no-cache-dir \
+  run 60 python3 -m pip install -q --no-index --find-links .whl --no-compile --no-cache-dir \
     --target /tmp/site pydantic && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 python3 - <<'PY' || exit 1
@@ -36,37 +49,39 @@ PY
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
 echo "== CUDA tests"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_restore.py 2>&1 \
+run 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_restore.py 2>&1 \
   | tail -15 | tee "$OUT/cuda_tests.log"
-B="timeout 150 python3 benchmarks/uhr_inference.py --device cuda --precision bf16 --repeat 3"
+B="python3 benchmarks/uhr_inference.py --device cuda --precision bf16 --repeat 3"
 echo "== restore, bf16, patch auto: 4K and 8K; fullres whole for reference"
-$B --sizes 4K 8K --patch-size auto --cases glsgn:stream fullres:whole \
+run 100 $B --sizes 4K 8K --patch-size auto --cases glsgn:stream fullres:whole \
   --json "$OUT/restore_auto.json" 2>&1 | tail -8
-echo "== restore 4K, bf16, under a 2 GB cap; and at patch 512"
-$B --sizes 4K --patch-size auto --max-memory 2GB --cases glsgn:stream \
-  --json "$OUT/restore_cap.json" 2>&1 | tail -3
-$B --sizes 4K --patch-size 512 --cases glsgn:stream --json "$OUT/restore_512.json" 2>&1 | tail -3
-echo "== restore 4K, fp32 (TF32 as torch defaults it), patch auto"
-timeout 90 python3 benchmarks/uhr_inference.py --device cuda --precision fp32 --repeat 3 \
-  --sizes 4K --patch-size auto --cases glsgn:stream --json "$OUT/restore_fp32.json" 2>&1 | tail -3
-echo "== loader (one process) and model step"
-timeout 120 python3 benchmarks/train_throughput.py --sections data --pairs 2 --samples 100 \
-  2>&1 | tee "$OUT/loader.log" | tail -8
-timeout 120 python3 benchmarks/train_throughput.py --sections step --device cuda --steps 20 --precision bf16 \
-  2>&1 | tee "$OUT/step.log" | tail -12
 
 echo "== UHR sprint (uhr/gpu): full, fullres_flops, local_only on haze at 4K"
 # the profile's params.yaml is committed; its folder is the working directory, as under DVC
 SPRINT="$PWD/uhr/gpu"
 rm -rf "$SPRINT"/{data,checkpoints,models,metrics,dvclive}
-(cd "$SPRINT" && timeout 150 python3 -m glsgn prepare haze --quiet) > "$OUT/sprint.log" 2>&1
-for run in haze-full haze-fullres_flops haze-local_only; do
-  (cd "$SPRINT" && timeout 75 python3 -m glsgn train "$run" --quiet \
-    && timeout 30 python3 -m glsgn evaluate "$run" --quiet) >> "$OUT/sprint.log" 2>&1
-  cp "$SPRINT/metrics/$run/seed0.json" "$OUT/sprint-$run.json" 2>/dev/null
-  cp "$SPRINT/dvclive/$run/seed0/metrics.json" "$OUT/sprint-$run.live.json" 2>/dev/null
+(cd "$SPRINT" && run 100 python3 -m glsgn prepare haze --quiet) > "$OUT/sprint.log" 2>&1
+for r in haze-full haze-fullres_flops haze-local_only; do
+  (cd "$SPRINT" && run 60 python3 -m glsgn train "$r" --quiet \
+    && run 25 python3 -m glsgn evaluate "$r" --quiet) >> "$OUT/sprint.log" 2>&1
+  cp "$SPRINT/metrics/$r/seed0.json" "$OUT/sprint-$r.json" 2>/dev/null
+  cp "$SPRINT/dvclive/$r/seed0/metrics.json" "$OUT/sprint-$r.live.json" 2>/dev/null
 done
 tail -3 "$OUT/sprint.log"
+
+echo "== restore 4K, bf16, under a 2 GB cap"
+run 45 $B --sizes 4K --patch-size auto --max-memory 2GB --cases glsgn:stream \
+  --json "$OUT/restore_cap.json" 2>&1 | tail -3
+echo "== loader (one process) and model step"
+run 60 python3 benchmarks/train_throughput.py --sections data --pairs 2 --samples 100 \
+  2>&1 | tee "$OUT/loader.log" | tail -8
+run 60 python3 benchmarks/train_throughput.py --sections step --device cuda --steps 20 \
+  --precision bf16 2>&1 | tee "$OUT/step.log" | tail -12
+echo "== restore 4K at patch 512; and fp32 (TF32 as torch defaults it), patch auto"
+run 40 $B --sizes 4K --patch-size 512 --cases glsgn:stream --json "$OUT/restore_512.json" \
+  2>&1 | tail -3
+run 40 python3 benchmarks/uhr_inference.py --device cuda --precision fp32 --repeat 3 \
+  --sizes 4K --patch-size auto --cases glsgn:stream --json "$OUT/restore_fp32.json" 2>&1 | tail -3
 
 python3 - "$OUT" <<'PY'
 import json, re, sys

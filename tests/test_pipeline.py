@@ -35,7 +35,7 @@ def _run(cmd: list[str], cwd: Path) -> str:
 # task trains more than one variant.
 TASKS = ("reflection", "rain", "haze")
 FIGURES = {
-    "dataset": ["dataset"],
+    "dataset": ["dataset", *(f"{t}-zoom" for t in TASKS)],
     "ablation": [  # rain trains full alone: nothing to contrast, no figure
         f"{task}_{figure}"
         for task in ("reflection", "haze")

@@ -33,7 +33,9 @@ from .config import (
     ModelConfig,
     Precision,
     RestoreConfig,
+    autocast_dtype,
     load_params,
+    load_restore,
     parse_memory,
 )
 from .data.io import ImageError, read_image, write_image
@@ -69,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "name, format, bit depth, alpha and grayscale-ness; inputs are never overwritten.",
     )
     r.add_argument("images", nargs="+", type=Path, help="input images (PNG, JPEG, TIFF, ...)")
-    r.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results")
+    r.add_argument("-o", "--outdir", type=_folder, required=True, help="folder for the results")
     r.add_argument("--checkpoint", type=Path, required=True, help="a glsgn checkpoint (.pt)")
     r.add_argument(
         "--params",
@@ -170,10 +172,17 @@ def _plan(images: list[Path], outdir: Path, overwrite: bool) -> list[tuple[Path,
     return plan
 
 
+def _folder(text: str) -> Path:
+    """-o's value: Path('') would be the current folder, which nobody means by an empty name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name (write . for the current folder)")
+    return Path(text)
+
+
 def _restore_options(args: argparse.Namespace) -> RestoreConfig:
-    """The flags given, else params.yaml's restore: section (when the file exists), else the
-    RestoreConfig defaults: one source for each default."""
-    cfg = load_params(args.params).restore if args.params.is_file() else RestoreConfig()
+    """The flags given, else params.yaml's restore: section (when the file exists; nothing
+    else of it is read), else the RestoreConfig defaults: one source for each default."""
+    cfg = load_restore(args.params) if args.params.is_file() else RestoreConfig()
     given = {k: getattr(args, k) for k in ("device", "precision", "patch_size", "max_memory")}
     return dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
@@ -278,6 +287,11 @@ def _restore_setup(args: argparse.Namespace) -> tuple[RestoreConfig, torch.devic
         torch.backends.cudnn.benchmark = True
     if parse_memory(opts.max_memory) and device.type != "cuda":
         raise ValueError(f"--max-memory caps device memory on cuda; the device is {device}")
+    if autocast_dtype(opts.precision) is not None and device.type != "cuda":
+        raise ValueError(
+            f"--precision {opts.precision}: autocast runs on cuda only; the device is {device} "
+            "(use fp32 there)"
+        )
     return opts, device
 
 

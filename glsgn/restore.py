@@ -50,9 +50,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError):
         raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device")
+        raise ValueError(f"device {str(dev)!r} was asked for, but torch sees no CUDA device")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
+    if dev.type == "cuda" and dev.index >= (n := torch.cuda.device_count()):
+        raise ValueError(f"device {str(dev)!r} was asked for, but torch sees {n} CUDA device(s)")
     return dev
 
 
@@ -233,6 +235,8 @@ def restore(
             xp = F.pad(xp, (0, wp - xp.shape[-1], 0, hp - xp.shape[-2]), mode="replicate")
         with _autocast(dev, precision):
             out = model.stream(xp, patch, halo, progress)[0, :, :h, :w]
+        if not torch.isfinite(out).all():  # an encoder would write it as black or white
+            raise ValueError("the model's output holds NaN or infinite values")
     finally:  # the caller's model as it was (training numerics depend on the layout)
         model.train(was_training).to(memory_format=layout)
     if out.is_cuda:  # one download, into pinned memory

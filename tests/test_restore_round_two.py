@@ -1,0 +1,153 @@
+"""`glsgn restore`, round two: bad checkpoints, command lines and a foreign params.yaml. Each
+is one `error:` line naming what is wrong (exit 2 before any image; exit 1 for one image while
+the batch goes on), or the run does what was meant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from glsgn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from glsgn.model import build_model
+
+from .conftest import TINY, build
+from .test_hostile_inputs import _lines, _only_glsgn_lines, _u8
+from .test_io_cli import _cli
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    Image.fromarray(_u8(20, 30, 3)).save(tmp_path / "a.png")
+    return tmp_path / "a.png"
+
+
+def _one_error(capsys, *expected: str) -> str:
+    err = capsys.readouterr().err
+    _only_glsgn_lines(err)
+    errors = [line for line in _lines(err) if "error:" in line]
+    assert len(errors) == 1, errors
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+def _resaved(tmp_path: Path, name: str, edit) -> Path:
+    """A checkpoint whose stored state_dict was edited by `edit(state)` after saving."""
+    path = tmp_path / f"{name}.pt"
+    save_checkpoint(path, build(TINY))
+    payload = torch.load(path, weights_only=True)
+    edit(payload["state_dict"])
+    torch.save(payload, path)
+    return path
+
+
+def _other_widths(state: dict) -> None:
+    other = build_model(TINY.__class__(**{**TINY.__dict__, "widths": (8, 16, 32)}))
+    state.clear()
+    state.update(other.state_dict())
+
+
+def _extra_block(state: dict) -> None:
+    state["global_pathway.extra.weight"] = torch.zeros(4, 4, 3, 3)
+
+
+def _nan(state: dict) -> None:
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 4)
+    state[key][0, 0, 0, 0] = float("nan")
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (_other_widths, ["weights do not fit", "of another shape (first: ", "in the file"]),
+        (_extra_block, ["weights do not fit", "1 unexpected (first: global_pathway.extra"]),
+        (lambda s: s.pop(next(iter(s))), ["weights do not fit", "1 missing (first: "]),
+        (_nan, ["1 weight tensor(s) hold NaN or infinite values (first: "]),
+    ],
+    ids=["other-widths", "extra-block", "missing", "nan"],
+)
+def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, image, capsys, edit, expected):
+    ckpt = _resaved(tmp_path, "bad", edit)
+    assert _cli([image], tmp_path / "out", ckpt) == 2
+    _one_error(capsys, str(ckpt), *expected)
+    assert not (tmp_path / "out" / "a.png").exists()
+    with pytest.raises(CheckpointError, match="NaN|do not fit"):
+        load_checkpoint(ckpt)
+
+
+def test_non_finite_outputs_are_an_error_not_a_black_image(tmp_path, image, capsys):
+    """Finite weights can still overflow (here: huge ones); the image fails by name."""
+    model = build(TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1e30)
+    save_checkpoint(tmp_path / "huge.pt", model)
+    assert _cli([image], tmp_path / "out", tmp_path / "huge.pt") == 1
+    _one_error(capsys, str(image), "NaN or infinite")
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_folder_as_checkpoint_says_so(tmp_path, image, capsys):
+    assert _cli([image], tmp_path / "out", tmp_path) == 2
+    _one_error(capsys, f"{tmp_path}: a folder, not a checkpoint file")
+
+
+def test_an_empty_output_folder_name_is_refused(image, identity_ckpt, capsys, monkeypatch):
+    monkeypatch.chdir(image.parent)
+    with pytest.raises(SystemExit) as e:
+        _cli([image], "", identity_ckpt)
+    assert e.value.code == 2
+    assert "an empty folder name" in capsys.readouterr().err
+    assert sorted(p.name for p in image.parent.iterdir()) == ["a.png"]  # nothing written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_index_is_named_as_given(tmp_path, image, identity_ckpt, capsys):
+    assert _cli([image], tmp_path / "out", identity_ckpt, "--device", "cuda:7") == 2
+    _one_error(capsys, "device 'cuda:7' was asked for")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_on_a_cpu_is_refused_once_up_front(tmp_path, identity_ckpt, capsys, precision):
+    images = []
+    for i in range(3):
+        Image.fromarray(_u8(20, 30, 3)).save(tmp_path / f"{i}.png")
+        images.append(tmp_path / f"{i}.png")
+    flags = ("--device", "cpu", "--precision", precision)
+    assert _cli(images, tmp_path / "out", identity_ckpt, *flags) == 2
+    _one_error(capsys, f"--precision {precision}: autocast runs on cuda only")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_another_project_s_params_yaml_is_read_for_its_restore_section_only(
+    tmp_path, image, identity_ckpt, capsys, monkeypatch
+):
+    """Run inside another DVC project: its own keys are none of restore's business; a bad
+    `restore:` key is still refused, naming the file and the key."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("learning_rate: 3\nmodel: {layers: 50}\n")
+    assert _cli([image], tmp_path / "out", identity_ckpt) == 0
+    assert (tmp_path / "out" / "a.png").is_file()
+    (tmp_path / "params.yaml").write_text("model: {layers: 50}\nrestore: {device: gpu}\n")
+    assert _cli([image], tmp_path / "out2", identity_ckpt) == 2
+    _one_error(capsys, "params.yaml: restore.device", "'gpu'")
+
+
+def test_the_library_call_is_quiet_by_default(capsys):
+    from glsgn.restore import restore
+
+    restore(build(TINY), torch.rand(3, 16, 16))
+    assert capsys.readouterr().err == ""
+
+
+def test_restore_section_errors_do_not_touch_other_sections(tmp_path):
+    from glsgn.config import ConfigError, load_restore
+
+    (tmp_path / "p.yaml").write_text("train: {steps: -5}\nrestore: {patch_size: 512}\n")
+    assert load_restore(tmp_path / "p.yaml").patch_size == 512
+    (tmp_path / "p.yaml").write_text("restore: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: restore: expected a mapping"):
+        load_restore(tmp_path / "p.yaml")

@@ -27,6 +27,7 @@ from typing import get_args
 import torch
 from torch import nn
 
+from .atomic import TEMP_TAIL, temp_prefix
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import (
     ConfigError,
@@ -224,7 +225,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             if problem:
                 error = f"{src}: {problem}"
             else:
-                error = _restore_file(src, dst, model, device, opts, progress=not args.quiet)
+                error = _restore_file(
+                    src, dst, model, device, opts, not args.quiet, replace=args.overwrite
+                )
             if error:
                 _restore_error(error)
                 failed += 1
@@ -258,12 +261,12 @@ def _make_outdir(outdir: Path) -> str | None:
 
 def _remove_stale_temporaries(outdir: Path, outputs: list[Path]) -> None:
     """Remove what a killed run (SIGKILL, a power cut) left of these outputs: atomic_write's
-    temporaries, .NAME.XXXXXXXX.tmp beside each."""
-    names = {dst.name for dst in outputs}
-    pattern = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+    temporaries, .NAME.XXXXXXXX.tmp beside each (NAME cut short for a long name)."""
+    prefixes = {temp_prefix(dst.name) for dst in outputs}
+    pattern = re.compile(rf"^(?P<prefix>\..+\.){TEMP_TAIL}$")
     for f in outdir.iterdir():
         m = pattern.match(f.name)
-        if m and m["name"] in names and f.is_file():
+        if m and m["prefix"] in prefixes and f.is_file():
             f.unlink(missing_ok=True)
             log.info("removed %s, left by an interrupted run", f)
 
@@ -324,6 +327,7 @@ def _restore_file(
     device: torch.device,
     opts: RestoreConfig,
     progress: bool,
+    replace: bool,
 ) -> str | None:
     """Restore one image into `dst`; -> None, or the error line naming `src` (one bad image
     does not stop the others)."""
@@ -356,7 +360,10 @@ def _restore_file(
             grayscale=img.grayscale,
             icc=img.icc,
             exif=img.exif,
+            replace=replace,
         )
+    except FileExistsError:  # checked free at the start: another run wrote it meanwhile
+        return f"{src}: {dst} appeared while restoring (another run?); kept, not replaced"
     except OSError as e:  # what the file system says of the output
         return f"{src}: cannot write {dst} ({e.strerror or e})"
     except (ImageError, ValueError, RuntimeError) as e:

@@ -4,6 +4,7 @@ the batch goes on), or the run does what was meant."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,60 @@ def test_restore_section_errors_do_not_touch_other_sections(tmp_path):
     (tmp_path / "p.yaml").write_text("restore: [1, 2]\n")
     with pytest.raises(ConfigError, match=r"p.yaml: restore: expected a mapping"):
         load_restore(tmp_path / "p.yaml")
+
+
+# --- names and a second run writing the same folder --------------------------------------
+
+
+@pytest.mark.parametrize("length", [250, 255])
+def test_names_up_to_the_file_system_limit_are_written(tmp_path, identity_ckpt, length):
+    """The temporary beside the output is cut to fit: 'NAME.png' of 255 bytes is written."""
+    name = "é" * ((length - 4) // 2) + "x" * ((length - 4) % 2) + ".png"
+    assert len(os.fsencode(name)) == length
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_u8(20, 30, 3)).save(tmp_path / "in" / name)
+    assert _cli([tmp_path / "in" / name], tmp_path / "out", identity_ckpt) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [name]
+
+
+def test_a_killed_run_s_long_temporaries_are_found(tmp_path, identity_ckpt):
+    from glsgn.atomic import temp_prefix
+
+    name = "n" * 251 + ".png"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    Image.fromarray(_u8(20, 30, 3)).save(tmp_path / "in" / name)
+    left = tmp_path / "out" / f"{temp_prefix(name)}ab12cd34.tmp"
+    other = tmp_path / "out" / f"{temp_prefix('other.png')}ab12cd34.tmp"
+    left.write_bytes(b"half")
+    other.write_bytes(b"not ours")
+    assert _cli([tmp_path / "in" / name], tmp_path / "out", identity_ckpt) == 0
+    assert not left.exists() and other.exists()
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_an_output_written_meanwhile_by_another_run_is_kept(
+    tmp_path, identity_ckpt, capsys, monkeypatch, links
+):
+    """Without --overwrite, a file another run writes while this one restores is not
+    replaced: this image fails by name (exit 1), the others are written."""
+    import glsgn.cli
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_u8(20, 30, 3)).save(tmp_path / name)
+    out = tmp_path / "out"
+    real = glsgn.cli.restore
+
+    def other_run_writes_a(model, x, **kw):
+        y = real(model, x, **kw)
+        if not (out / "a.png").exists():
+            (out / "a.png").write_bytes(b"the other run's")
+        return y
+
+    monkeypatch.setattr(glsgn.cli, "restore", other_run_writes_a)
+    if not links:
+        monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(PermissionError(1, "x")))
+    assert _cli([tmp_path / "a.png", tmp_path / "b.png"], out, identity_ckpt) == 1
+    _one_error(capsys, str(tmp_path / "a.png"), "appeared while restoring", "kept, not replaced")
+    assert (out / "a.png").read_bytes() == b"the other run's"
+    assert (out / "b.png").is_file() and sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]

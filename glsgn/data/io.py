@@ -447,9 +447,11 @@ def write_image(
     grayscale: bool = False,
     icc: bytes | None = None,
     exif: bytes | None = None,
+    replace: bool = True,
 ) -> list[str]:
     """Encode (H, W, 3) float `rgb` in [0, 1] to `path` (format from its suffix), atomically;
-    -> what could not be written as asked (alpha, metadata), one line each.
+    -> what could not be written as asked (alpha, metadata), one line each. `replace=False`:
+    FileExistsError, and the file kept, when `path` exists by the time it is written.
 
     16-bit needs PNG, TIFF or PPM/PGM; JPEG and PPM/PGM have no alpha, so alpha is dropped
     there.
@@ -483,7 +485,7 @@ def write_image(
     except _ExifError as e:
         data = _encode(path, ext, samples, bit_depth, icc, None)
         notes.append(f"the EXIF is not written: {e}")
-    with atomic_write(path) as f:
+    with atomic_write(path, replace=replace) as f:
         f.write(data)
     return notes
 

@@ -63,10 +63,10 @@ def test_any_size_including_smaller_than_a_patch(hw):
 def test_tiny_images_come_out_finite_and_near_the_input():
     """Below a few cells of the coarsest grid, Patch Norm's reference statistics have almost
     no variance: unpadded, a 16x16 image came out at 1e6 and sizes up to 47 px above 4. Every
-    size from 1 to 64 px, square and not, stays bounded (|y| < 8, as at 128 px) and within four times the
-    mean deviation from its input that a 128-px image gets, for a model moved off its
-    initialisation (whose output is far from the input at any size: a few-pixel image, mostly
-    replicated border once padded, is what it treats worst)."""
+    size from 1 to 64 px, square and not, stays bounded (|y| < 8; about 2 at 128 px) and
+    within four times the mean deviation from its input that a 128-px image gets, for a model
+    moved off its initialisation (far from the input at any size; a few-pixel image is what it
+    treats worst)."""
     model = build(TINY).eval()
     g = torch.Generator().manual_seed(0)
     big = torch.rand(3, 128, 128, generator=g)

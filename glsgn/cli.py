@@ -26,6 +26,8 @@ from typing import get_args
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .atomic import TEMP_TAIL, temp_prefix
 from .checkpoint import CheckpointError, load_checkpoint
@@ -220,19 +222,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # a signal the caller ignores (nohup, a background job of a script) stays ignored
     catch = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
     handlers = {s: signal.signal(s, _raise_signal) for s in catch}
+    # one line per image, above one bar over the images on a terminal (none in a log file);
+    # a lone image gets its patches' bar instead
+    single = len(plan) == 1
+    quiet = True if args.quiet or single else None  # None: tqdm's own test for a terminal
+    bar = tqdm(plan, desc="restore", unit="image", disable=quiet, leave=False)
     try:
-        for src, dst, problem in plan:
-            if problem:
-                error = f"{src}: {problem}"
-            else:
-                error = _restore_file(
-                    src, dst, model, device, opts, not args.quiet, replace=args.overwrite
-                )
-            if error:
-                _restore_error(error)
-                failed += 1
-            else:
-                done += 1
+        with logging_redirect_tqdm(loggers=[logging.root]):
+            for src, dst, problem in bar:
+                if problem:
+                    error = f"{src}: {problem}"
+                else:
+                    error = _restore_file(
+                        src, dst, model, device, opts, not args.quiet and single, args.overwrite
+                    )
+                if error:
+                    _restore_error(error)
+                    failed += 1
+                else:
+                    done += 1
     except (KeyboardInterrupt, _Signalled) as e:
         name = "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e)
         _restore_error(
@@ -240,6 +248,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         )
         return 128 + (e.signum if isinstance(e, _Signalled) else signal.SIGINT)
     finally:
+        bar.close()
         for s, h in handlers.items():
             signal.signal(s, h)
     print(f"restored {done} of {len(plan)} image(s) into {args.outdir}", file=sys.stderr)
@@ -272,13 +281,14 @@ def _remove_stale_temporaries(outdir: Path, outputs: list[Path]) -> None:
 
 
 def _restore_error(message: str) -> int:
-    """Print one error line; -> 2, the exit status of a run that could not start."""
-    print(f"glsgn restore: error: {message}", file=sys.stderr)
+    """Print one error line (above a progress bar); -> 2, the exit status of a run that could
+    not start."""
+    tqdm.write(f"glsgn restore: error: {message}", file=sys.stderr)
     return 2
 
 
 def _restore_warning(message: str) -> None:
-    print(f"glsgn restore: warning: {message}", file=sys.stderr)
+    tqdm.write(f"glsgn restore: warning: {message}", file=sys.stderr)
 
 
 def _restore_setup(args: argparse.Namespace) -> tuple[RestoreConfig, torch.device]:

@@ -209,3 +209,23 @@ def test_an_output_written_meanwhile_by_another_run_is_kept(
     _one_error(capsys, str(tmp_path / "a.png"), "appeared while restoring", "kept, not replaced")
     assert (out / "a.png").read_bytes() == b"the other run's"
     assert (out / "b.png").is_file() and sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_a_batch_prints_one_line_per_image_and_one_bar(tmp_path, identity_ckpt):
+    """Without --quiet, into a log file: the checkpoint line, one line per image, the summary;
+    no image gets a bar of its own (the bar over the images is drawn on a terminal only)."""
+    import subprocess
+    import sys
+
+    images = []
+    for i in range(6):
+        Image.fromarray(_u8(40, 50, 3)).save(tmp_path / f"{i}.png")
+        images.append(str(tmp_path / f"{i}.png"))
+    cmd = [sys.executable, "-m", "glsgn", "restore", *images, "-o", str(tmp_path / "out")]
+    r = subprocess.run([*cmd, "--checkpoint", str(identity_ckpt)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = [ln.split("\r")[-1] for ln in r.stderr.splitlines()]
+    lines = [ln for ln in lines if ln.strip()]
+    per_image = [ln for ln in lines if " -> " in ln]
+    assert len(per_image) == 6 and len(lines) == 6 + 2, lines
+    assert "patch/s" not in r.stderr

@@ -371,6 +371,7 @@ def _restore_file(
             icc=img.icc,
             exif=img.exif,
             replace=replace,
+            format=img.format,  # for an output name without a usable suffix
         )
     except FileExistsError:  # checked free at the start: another run wrote it meanwhile
         return f"{src}: {dst} appeared while restoring (another run?); kept, not replaced"

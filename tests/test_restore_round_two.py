@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,6 +18,8 @@ from glsgn.model import build_model
 from .conftest import TINY, build
 from .test_hostile_inputs import _lines, _only_glsgn_lines, _u8
 from .test_io_cli import _cli
+
+RNG16 = np.random.default_rng(7)
 
 
 @pytest.fixture
@@ -229,3 +232,91 @@ def test_a_batch_prints_one_line_per_image_and_one_bar(tmp_path, identity_ckpt):
     per_image = [ln for ln in lines if " -> " in ln]
     assert len(per_image) == 6 and len(lines) == 6 + 2, lines
     assert "patch/s" not in r.stderr
+
+
+# --- odd files ------------------------------------------------------------------------------
+
+
+def test_an_mpo_is_written_as_a_full_quality_jpeg_with_its_metadata(
+    tmp_path, identity_ckpt, capsys
+):
+    """A stereo JPEG's first image, at quality 95 and 4:4:4 like any JPEG output, ICC and EXIF
+    kept (they were dropped, at Pillow's default quality 75 and 4:2:0, with a false warning)."""
+    from .test_io_cli import CAMERA, ICC
+
+    exif = Image.Exif()
+    exif.update(CAMERA)
+    frames = [Image.fromarray(_u8(32, 48, 3)) for _ in range(2)]
+    frames[0].save(
+        tmp_path / "s.mpo", save_all=True, append_images=frames[1:], icc_profile=ICC, exif=exif
+    )
+    assert Image.open(tmp_path / "s.mpo").format == "MPO"
+    assert _cli([tmp_path / "s.mpo"], tmp_path / "out", identity_ckpt) == 0
+    assert "cannot hold" not in capsys.readouterr().err
+    with Image.open(tmp_path / "out" / "s.mpo") as out:
+        assert out.format == "JPEG" and out.info.get("icc_profile") == ICC
+        assert out.getexif()[0x010F] == CAMERA[0x010F]
+        assert out.layer[0][1:3] == (1, 1)  # the luma's sampling equals the chroma's: 4:4:4
+        assert out.quantization[0][0] <= 3  # quality 95's first coefficient (75 gives 8)
+
+
+def test_a_bigtiff_without_exif_gets_no_exif_warning(tmp_path, identity_ckpt, capsys):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "b.tif", _u8(20, 30, 3), photometric="rgb", bigtiff=True)
+    assert _cli([tmp_path / "b.tif"], tmp_path / "out", identity_ckpt) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, writer",
+    [
+        ("scan_0001", lambda p, a: Image.fromarray(a).save(p, format="PNG")),
+        ("DSC00042", lambda p, a: Image.fromarray(a).save(p, format="JPEG", quality=95)),
+        ("photo.jpg_large", lambda p, a: Image.fromarray(a).save(p, format="JPEG")),
+        ("depth16", None),
+    ],
+)
+def test_a_name_without_a_usable_suffix_is_written_in_its_own_format(
+    tmp_path, identity_ckpt, name, writer
+):
+    """Written in the format it was decoded from, under its own name (16-bit included)."""
+    import cv2
+
+    from glsgn.data.io import read_image
+
+    src = tmp_path / name
+    if writer is None:
+        a = RNG16.integers(0, 65536, (20, 30, 3), dtype=np.uint16)
+        src.write_bytes(cv2.imencode(".png", a)[1].tobytes())
+    else:
+        writer(src, _u8(20, 30, 3))
+    assert _cli([src], tmp_path / "out", identity_ckpt) == 0
+    before, after = read_image(src), read_image(tmp_path / "out" / name)
+    assert after.format == before.format and after.bit_depth == before.bit_depth
+    if before.format == "PNG":  # lossless: the identity model gives the pixels back
+        np.testing.assert_array_equal(after.rgb, before.rgb)
+
+
+def test_a_16_bit_gray_png_keeps_its_transparent_colour(tmp_path, identity_ckpt):
+    """The tRNS key of a 16-bit gray PNG becomes the alpha it means (OpenCV ignores it)."""
+    import struct
+    import zlib
+
+    import cv2
+
+    from glsgn.data.io import read_image
+
+    a = RNG16.integers(0, 65536, (6, 8), dtype=np.uint16)
+    a[a == 1234] = 1235
+    a[0, :4] = 1234
+    png = cv2.imencode(".png", a)[1].tobytes()
+    key = struct.pack(">H", 1234)
+    chunk = struct.pack(">I", 2) + b"tRNS" + key + struct.pack(">I", zlib.crc32(b"tRNS" + key))
+    (tmp_path / "k.png").write_bytes(png[:33] + chunk + png[33:])  # after IHDR
+    img = read_image(tmp_path / "k.png")
+    assert img.alpha is not None and img.grayscale
+    np.testing.assert_array_equal(img.alpha == 0, a == 1234)
+    assert _cli([tmp_path / "k.png"], tmp_path / "out", identity_ckpt) == 0
+    out = read_image(tmp_path / "out" / "k.png")
+    np.testing.assert_array_equal(out.alpha == 0, a == 1234)

@@ -320,3 +320,30 @@ def test_a_16_bit_gray_png_keeps_its_transparent_colour(tmp_path, identity_ckpt)
     assert _cli([tmp_path / "k.png"], tmp_path / "out", identity_ckpt) == 0
     out = read_image(tmp_path / "out" / "k.png")
     np.testing.assert_array_equal(out.alpha == 0, a == 1234)
+
+
+def test_decoder_messages_are_captured_per_image_under_threads(tmp_path, capfd):
+    """fd 2 is swapped by one decode at a time: every corrupt image's error carries libpng's
+    own words, the good ones decode, and fd 2 is the terminal's again afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from glsgn.data.io import ImageError, read_image
+
+    from .test_hostile_inputs import _short_png16
+
+    _short_png16(tmp_path / "short.png")
+    Image.fromarray(_u8(1500, 1500, 3)).save(tmp_path / "fine.png")  # slow enough to overlap
+
+    def decode(i: int) -> str:
+        try:
+            read_image(tmp_path / ("short.png" if i % 2 else "fine.png"))
+            return "ok"
+        except ImageError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(decode, range(64)))
+    assert results[0::2] == ["ok"] * 32
+    assert all("libpng error: Not enough image data" in r for r in results[1::2])
+    os.write(2, b"fd 2 is back\n")
+    assert capfd.readouterr().err == "fd 2 is back\n"

@@ -25,6 +25,7 @@ import stat
 import struct
 import sys
 import tempfile
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -97,11 +98,26 @@ _FILE_KINDS = {
 }
 
 
+# libpng (inside OpenCV) prints to file descriptor 2 with no hook to redirect it, so the only
+# way to keep its words out of the user's terminal is to point fd 2 elsewhere while it runs.
+# fd 2 is the process's: one decode at a time swaps it (this lock), so concurrent decodes each
+# get their own messages and fd 2 always comes back; what another thread writes to fd 2 during
+# a decode lands in that decode's messages (logged at debug level), not on the terminal.
+_FD2 = threading.Lock()
+
+
 @contextlib.contextmanager
 def _captured() -> Iterator[list[str]]:
     """Collect what decoders say while the block runs, instead of letting it reach the user:
     C libraries' stderr (libpng), tifffile's log and Python warnings. The list fills when the
-    block ends, before an exception leaves it."""
+    block ends, before an exception leaves it. One thread at a time (_FD2)."""
+    with _FD2:
+        with _capturing() as said:
+            yield said
+
+
+@contextlib.contextmanager
+def _capturing() -> Iterator[list[str]]:
     said: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
@@ -414,7 +430,11 @@ def _read_tiff16(path: Path) -> LoadedImage:
 
 def _read_pnm16(path: Path) -> LoadedImage | None:
     """A binary PGM (P5) or PPM (P6) of more than 8 bits (maxval > 255, big-endian samples);
-    None for an 8-bit one, which Pillow reads."""
+    None for an 8-bit one, which Pillow reads.
+
+    Our own reader because Pillow reads a 16-bit PPM as 8-bit RGB, and OpenCV reads the raw
+    samples without scaling a 10- or 12-bit one to the full range or refusing samples above
+    maxval: for either, the header has to be parsed here anyway."""
     data = path.read_bytes()
     fields, at = [], 2
     while len(fields) < 3:  # width, height, maxval, separated by whitespace and # comments
@@ -647,7 +667,8 @@ def _ifd_entries(data: bytes, at: int) -> dict[int, bytes]:
 
 def _tiff_with_exif(tiff: bytes, exif: bytes) -> bytes:
     """`tiff` (one page, as tifffile writes it) with `exif`'s tags in its IFD0 and its Exif and GPS
-    IFDs; tifffile cannot write those IFDs itself (it drops the tags that point to them).
+    IFDs; tifffile cannot write those IFDs itself (it drops the tags that point to them), and
+    Pillow, which can, writes no 16-bit RGB TIFF.
 
     Pillow lays the EXIF directory out for the place it gets at the end of the file, its Exif and
     GPS IFDs and values after it, so all its offsets hold there; then IFD0 is rewritten after that,

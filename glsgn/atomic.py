@@ -23,9 +23,16 @@ TEMP_TAIL = r"[a-z0-9_]{8}\.tmp"  # what follows temp_prefix in a temporary's na
 def temp_prefix(name: str) -> str:
     """'.NAME.', the start of NAME's temporaries; NAME cut short (in bytes) where the whole
     temporary's name would pass the file system's limit, so a 255-byte NAME can be written."""
-    room = _NAME_MAX - len("...tmp") - 8
+    room = _NAME_MAX - len(".") - len(".") - 8 - len(".tmp")
     raw = os.fsencode(name)
-    return f".{os.fsdecode(raw[:room]) if len(raw) > room else name}."
+    if len(raw) <= room:
+        return f".{name}."
+    for cut in range(room, room - 4, -1):  # at a character's start: APFS refuses half of one
+        try:
+            return f".{raw[:cut].decode('utf-8')}."
+        except UnicodeDecodeError:
+            continue
+    return f".{os.fsdecode(raw[:room])}."  # a name that is not UTF-8 anyway
 
 
 @contextlib.contextmanager
@@ -61,7 +68,7 @@ def _link_new(tmp: str, path: Path) -> None:
     except FileExistsError:
         raise
     except OSError:  # no hard links here (FAT, some network file systems)
-        if path.exists():
+        if os.path.lexists(path):  # a dangling link too, as os.link would refuse it
             raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
         os.rename(tmp, path)
         return

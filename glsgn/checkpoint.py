@@ -131,7 +131,12 @@ def load_checkpoint(
     misfit = _misfit(model, state)
     if misfit:
         raise CheckpointError(f"{path}: weights do not fit the stored model config: {misfit}")
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as e:  # what _misfit does not foresee, still one line
+        reason = " ".join(str(e).split())[:300]
+        msg = f"{path}: weights do not fit the stored model config: {reason}"
+        raise CheckpointError(msg) from None
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(

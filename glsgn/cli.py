@@ -233,9 +233,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 if problem:
                     error = f"{src}: {problem}"
                 else:
-                    error = _restore_file(
-                        src, dst, model, device, opts, not args.quiet and single, args.overwrite
-                    )
+                    patches = not args.quiet and single and sys.stderr.isatty()
+                    error = _restore_file(src, dst, model, device, opts, patches, args.overwrite)
                 if error:
                     _restore_error(error)
                     failed += 1
@@ -349,8 +348,8 @@ def _restore_file(
         if min(img.rgb.shape[:2]) < small:
             h, w = img.rgb.shape[:2]
             _restore_warning(
-                f"{src}: {w}x{h} has a side below the model's {small}-px grid: the network sees "
-                "mostly padding there, so the result may be poor"
+                f"{src}: {w}x{h} has a side below the model's {small}-px grid: it is restored "
+                "mirrored out to a size the network works at, so the result may be poor"
             )
         t0 = time.perf_counter()
         out = restore(

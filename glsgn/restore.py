@@ -37,7 +37,8 @@ MIN_CELLS = 4
 
 
 def min_side(model: Streamable) -> int:
-    """The smallest side `restore` runs the model on: MIN_CELLS cells of its coarsest grid."""
+    """The smallest side `restore` runs the model on: MIN_CELLS cells of its coarsest grid
+    (64 px for three levels of widths; 128 for four, as the gpu/ profile's)."""
     return MIN_CELLS * model.pad_multiple
 
 
@@ -235,7 +236,9 @@ def restore(
             xp = F.pad(xp, (0, wp - xp.shape[-1], 0, hp - xp.shape[-2]), mode="replicate")
         with _autocast(dev, precision):
             out = model.stream(xp, patch, halo, progress)[0, :, :h, :w]
-        if not torch.isfinite(out).all():  # an encoder would write it as black or white
+        # an encoder would write it as black or white; in training, validation of a diverged
+        # run stops here with this message rather than logging a NaN PSNR
+        if not torch.isfinite(out).all():
             raise ValueError("the model's output holds NaN or infinite values")
     finally:  # the caller's model as it was (training numerics depend on the layout)
         model.train(was_training).to(memory_format=layout)

@@ -162,9 +162,14 @@ def test_restore_section_errors_do_not_touch_other_sections(tmp_path):
 
 @pytest.mark.parametrize("length", [250, 255])
 def test_names_up_to_the_file_system_limit_are_written(tmp_path, identity_ckpt, length):
-    """The temporary beside the output is cut to fit: 'NAME.png' of 255 bytes is written."""
+    """The temporary beside the output is cut to fit, at a character's start (valid UTF-8,
+    which APFS insists on): 'NAME.png' of 255 bytes is written."""
+    from glsgn.atomic import temp_prefix
+
     name = "é" * ((length - 4) // 2) + "x" * ((length - 4) % 2) + ".png"
     assert len(os.fsencode(name)) == length
+    prefix = temp_prefix(name)
+    assert 255 - 14 - 3 <= len(prefix.encode("utf-8")) - 2 <= 255 - 14  # strict UTF-8
     (tmp_path / "in").mkdir()
     Image.fromarray(_u8(20, 30, 3)).save(tmp_path / "in" / name)
     assert _cli([tmp_path / "in" / name], tmp_path / "out", identity_ckpt) == 0

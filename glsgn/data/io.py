@@ -548,7 +548,8 @@ def _exif_block(exif: bytes | None) -> bytes | None:
 
 def _format(path: Path, ext: str, fallback: str | None) -> str:
     """The Pillow format name to write `path` in: its suffix's, else `fallback`."""
-    fmt = Image.registered_extensions().get(ext) or (fallback or "").upper() or None
+    known = fallback if fallback and fallback != "?" else None  # "?": Pillow did not say
+    fmt = Image.registered_extensions().get(ext) or (known or "").upper() or None
     if fmt is None:
         raise ImageError(f"{path}: no image format for {ext or 'a name without a suffix'}")
     return "JPEG" if fmt == "MPO" else fmt  # one image of an MPO is a JPEG file

@@ -92,6 +92,8 @@ def load_checkpoint(
     (`patch_size` only changes how inference streams, so it may differ).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file (a .pt file in models/)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -125,9 +127,46 @@ def load_checkpoint(
     if diffs:
         raise CheckpointError(f"{path}: model config differs: " + "; ".join(diffs))
     model = build_model(cfg)
+    state = payload.get("state_dict")
+    misfit = _misfit(model, state)
+    if misfit:
+        raise CheckpointError(f"{path}: weights do not fit the stored model config: {misfit}")
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"{path}: weights do not fit the stored model config: {e}") from None
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as e:  # what _misfit does not foresee, still one line
+        reason = " ".join(str(e).split())[:300]
+        msg = f"{path}: weights do not fit the stored model config: {reason}"
+        raise CheckpointError(msg) from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}); "
+            "the training run that wrote it diverged"
+        )
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model, meta
+
+
+def _misfit(model: nn.Module, state: object) -> str:
+    """What keeps `state` from loading into `model`, in one line ('' when it fits): how many
+    tensors are missing, unexpected or of another shape, with the first of each."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "no state_dict of tensors"
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {list(state[k].shape)} in the file, {list(v.shape)} by its config"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    parts = [
+        f"{len(items)} {what} (first: {items[0]})"
+        for what, items in (
+            ("tensor(s) of another shape", shapes),
+            ("missing", missing),
+            ("unexpected", extra),
+        )
+        if items
+    ]
+    return "; ".join(parts)

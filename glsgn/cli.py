@@ -26,14 +26,19 @@ from typing import get_args
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
+from .atomic import TEMP_TAIL, temp_prefix
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import (
     ConfigError,
     ModelConfig,
     Precision,
     RestoreConfig,
+    autocast_dtype,
     load_params,
+    load_restore,
     parse_memory,
 )
 from .data.io import ImageError, read_image, write_image
@@ -69,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "name, format, bit depth, alpha and grayscale-ness; inputs are never overwritten.",
     )
     r.add_argument("images", nargs="+", type=Path, help="input images (PNG, JPEG, TIFF, ...)")
-    r.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results")
+    r.add_argument("-o", "--outdir", type=_folder, required=True, help="folder for the results")
     r.add_argument("--checkpoint", type=Path, required=True, help="a glsgn checkpoint (.pt)")
     r.add_argument(
         "--params",
@@ -170,10 +175,17 @@ def _plan(images: list[Path], outdir: Path, overwrite: bool) -> list[tuple[Path,
     return plan
 
 
+def _folder(text: str) -> Path:
+    """-o's value: Path('') would be the current folder, which nobody means by an empty name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name (write . for the current folder)")
+    return Path(text)
+
+
 def _restore_options(args: argparse.Namespace) -> RestoreConfig:
-    """The flags given, else params.yaml's restore: section (when the file exists), else the
-    RestoreConfig defaults: one source for each default."""
-    cfg = load_params(args.params).restore if args.params.is_file() else RestoreConfig()
+    """The flags given, else params.yaml's restore: section (when the file exists; nothing
+    else of it is read), else the RestoreConfig defaults: one source for each default."""
+    cfg = load_restore(args.params) if args.params.is_file() else RestoreConfig()
     given = {k: getattr(args, k) for k in ("device", "precision", "patch_size", "max_memory")}
     return dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
@@ -210,17 +222,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # a signal the caller ignores (nohup, a background job of a script) stays ignored
     catch = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
     handlers = {s: signal.signal(s, _raise_signal) for s in catch}
+    # one line per image, above one bar over the images on a terminal (none in a log file);
+    # a lone image gets its patches' bar instead
+    single = len(plan) == 1
+    quiet = True if args.quiet or single else None  # None: tqdm's own test for a terminal
+    bar = tqdm(plan, desc="restore", unit="image", disable=quiet, leave=False)
     try:
-        for src, dst, problem in plan:
-            if problem:
-                error = f"{src}: {problem}"
-            else:
-                error = _restore_file(src, dst, model, device, opts, progress=not args.quiet)
-            if error:
-                _restore_error(error)
-                failed += 1
-            else:
-                done += 1
+        with logging_redirect_tqdm(loggers=[logging.root]):
+            for src, dst, problem in bar:
+                if problem:
+                    error = f"{src}: {problem}"
+                else:
+                    patches = not args.quiet and single and sys.stderr.isatty()
+                    error = _restore_file(src, dst, model, device, opts, patches, args.overwrite)
+                if error:
+                    _restore_error(error)
+                    failed += 1
+                else:
+                    done += 1
     except (KeyboardInterrupt, _Signalled) as e:
         name = "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e)
         _restore_error(
@@ -228,6 +247,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         )
         return 128 + (e.signum if isinstance(e, _Signalled) else signal.SIGINT)
     finally:
+        bar.close()
         for s, h in handlers.items():
             signal.signal(s, h)
     print(f"restored {done} of {len(plan)} image(s) into {args.outdir}", file=sys.stderr)
@@ -249,24 +269,25 @@ def _make_outdir(outdir: Path) -> str | None:
 
 def _remove_stale_temporaries(outdir: Path, outputs: list[Path]) -> None:
     """Remove what a killed run (SIGKILL, a power cut) left of these outputs: atomic_write's
-    temporaries, .NAME.XXXXXXXX.tmp beside each."""
-    names = {dst.name for dst in outputs}
-    pattern = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+    temporaries, .NAME.XXXXXXXX.tmp beside each (NAME cut short for a long name)."""
+    prefixes = {temp_prefix(dst.name) for dst in outputs}
+    pattern = re.compile(rf"^(?P<prefix>\..+\.){TEMP_TAIL}$")
     for f in outdir.iterdir():
         m = pattern.match(f.name)
-        if m and m["name"] in names and f.is_file():
+        if m and m["prefix"] in prefixes and f.is_file():
             f.unlink(missing_ok=True)
             log.info("removed %s, left by an interrupted run", f)
 
 
 def _restore_error(message: str) -> int:
-    """Print one error line; -> 2, the exit status of a run that could not start."""
-    print(f"glsgn restore: error: {message}", file=sys.stderr)
+    """Print one error line (above a progress bar); -> 2, the exit status of a run that could
+    not start."""
+    tqdm.write(f"glsgn restore: error: {message}", file=sys.stderr)
     return 2
 
 
 def _restore_warning(message: str) -> None:
-    print(f"glsgn restore: warning: {message}", file=sys.stderr)
+    tqdm.write(f"glsgn restore: warning: {message}", file=sys.stderr)
 
 
 def _restore_setup(args: argparse.Namespace) -> tuple[RestoreConfig, torch.device]:
@@ -278,6 +299,11 @@ def _restore_setup(args: argparse.Namespace) -> tuple[RestoreConfig, torch.devic
         torch.backends.cudnn.benchmark = True
     if parse_memory(opts.max_memory) and device.type != "cuda":
         raise ValueError(f"--max-memory caps device memory on cuda; the device is {device}")
+    if autocast_dtype(opts.precision) is not None and device.type != "cuda":
+        raise ValueError(
+            f"--precision {opts.precision}: autocast runs on cuda only; the device is {device} "
+            "(use fp32 there)"
+        )
     return opts, device
 
 
@@ -310,6 +336,7 @@ def _restore_file(
     device: torch.device,
     opts: RestoreConfig,
     progress: bool,
+    replace: bool,
 ) -> str | None:
     """Restore one image into `dst`; -> None, or the error line naming `src` (one bad image
     does not stop the others)."""
@@ -321,8 +348,8 @@ def _restore_file(
         if min(img.rgb.shape[:2]) < small:
             h, w = img.rgb.shape[:2]
             _restore_warning(
-                f"{src}: {w}x{h} has a side below the model's {small}-px grid: the network sees "
-                "mostly padding there, so the result may be poor"
+                f"{src}: {w}x{h} has a side below the model's {small}-px grid: it is restored "
+                "mirrored out to a size the network works at, so the result may be poor"
             )
         t0 = time.perf_counter()
         out = restore(
@@ -342,7 +369,11 @@ def _restore_file(
             grayscale=img.grayscale,
             icc=img.icc,
             exif=img.exif,
+            replace=replace,
+            format=img.format,  # for an output name without a usable suffix
         )
+    except FileExistsError:  # checked free at the start: another run wrote it meanwhile
+        return f"{src}: {dst} appeared while restoring (another run?); kept, not replaced"
     except OSError as e:  # what the file system says of the output
         return f"{src}: cannot write {dst} ({e.strerror or e})"
     except (ImageError, ValueError, RuntimeError) as e:

@@ -39,6 +39,7 @@ __all__ = [
     "autocast_dtype",
     "parse_memory",
     "load_params",
+    "load_restore",
     "from_dict",
 ]
 
@@ -525,20 +526,37 @@ class Params:
         return self.figures.run or f"{next(iter(self.data.tasks))}-full"
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read params.yaml into `Params`; errors name the file and the key."""
-    path = Path(path)
+def _read(path: Path) -> dict | None:
+    """params.yaml's top-level mapping; errors name the file."""
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping at the top level (got a {type(data).__name__})"
         )
+    return data
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read params.yaml into `Params`; errors name the file and the key."""
+    path = Path(path)
+    data = _read(path)
     try:
         return from_dict(Params, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def load_restore(path: str | Path = "params.yaml") -> RestoreConfig:
+    """The `restore:` section of a params file alone (its defaults when the section is absent):
+    `glsgn restore` run inside another project reads nothing else of that project's file."""
+    path = Path(path)
+    data = _read(path) or {}
+    try:
+        return from_dict(RestoreConfig, data.get("restore"), "restore")
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None

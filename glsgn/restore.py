@@ -18,17 +18,28 @@ from typing import get_args
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .config import Precision, autocast_dtype, parse_memory
-from .model.resample import pad_to_multiple, round_up
+from .model.resample import round_up
 from .model.traversal import Streamable, tiles
 
-__all__ = ["restore", "resolve_device", "tiles", "parse_memory", "choose_patch"]
+__all__ = ["restore", "resolve_device", "tiles", "parse_memory", "choose_patch", "min_side"]
 
 log = logging.getLogger(__name__)
 
 _PROBE = 256  # side of the image whose restore measures the device memory per pixel
 _MARGIN = 1.25  # headroom on the measured cost: allocator rounding, cuDNN workspaces
+# Patch Norm's statistics come from the reference pass at the global scale; on its coarsest
+# grid a side of 1-3 cells has almost no variance, and normalising by it blew a 16x16 image up
+# to 1e8. Smaller images are mirrored out to this many cells of the model's grid.
+MIN_CELLS = 4
+
+
+def min_side(model: Streamable) -> int:
+    """The smallest side `restore` runs the model on: MIN_CELLS cells of its coarsest grid
+    (64 px for three levels of widths; 128 for four, as the gpu/ profile's)."""
+    return MIN_CELLS * model.pad_multiple
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -40,9 +51,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError):
         raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device")
+        raise ValueError(f"device {str(dev)!r} was asked for, but torch sees no CUDA device")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
+    if dev.type == "cuda" and dev.index >= (n := torch.cuda.device_count()):
+        raise ValueError(f"device {str(dev)!r} was asked for, but torch sees {n} CUDA device(s)")
     return dev
 
 
@@ -139,6 +152,16 @@ def choose_patch(
     )
 
 
+def _mirror_tile(x: Tensor, h: int, w: int) -> Tensor:
+    """`x` extended to h x w by mirroring it again and again (its statistics kept, unlike a
+    replicated border, which a few-pixel image would be nearly all of), bottom and right."""
+    for dim, size in ((-2, h), (-1, w)):
+        n = x.shape[dim]
+        i = torch.arange(size, device=x.device) % (2 * n)
+        x = x.index_select(dim, torch.where(i < n, i, 2 * n - 1 - i))
+    return x
+
+
 def _autocast(dev: torch.device, precision: str):
     amp = autocast_dtype(precision)
     return contextlib.nullcontext() if amp is None else torch.autocast(dev.type, dtype=amp)
@@ -154,7 +177,7 @@ def restore(
     patch_size: int | str | None = None,
     max_memory: int | str | None = None,
     halo: int | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> Tensor:
     """Restore one image of any size: (3, H, W) or (1, 3, H, W) in [0, 1] -> (3, H, W) float32
     on the CPU.
@@ -162,7 +185,8 @@ def restore(
     `patch_size` (default: the model config's) changes memory and speed, never the result;
     "auto" picks it from the device's free memory, capped by `max_memory` (bytes or "2GB"; cuda
     only). `halo` defaults to the receptive radius; below it, seams appear. `precision` 'bf16'
-    / 'fp16' autocast on cuda.
+    / 'fp16' autocast on cuda. An image with a side below `min_side(model)` is restored
+    mirrored out to it (and cropped back). `progress` draws a bar over the patches.
     """
     if precision not in get_args(Precision):
         names = ", ".join(get_args(Precision))
@@ -197,17 +221,25 @@ def restore(
     # channels_last: faster convolutions on CUDA and on the CPU (measured in README)
     model.eval().to(dev, memory_format=torch.channels_last)
     try:
-        m = model.pad_multiple
-        hp, wp = round_up(h, m), round_up(w, m)
+        m, least = model.pad_multiple, min_side(model)
+        hp, wp = max(round_up(h, m), least), max(round_up(w, m), least)
         patch, on_device = choose_patch(model, (hp, wp), dev, precision, patch, cap)
         if on_device and x.device != dev:  # one upload, from pinned memory
             x = x.contiguous()
             x = (x.pin_memory() if dev.type == "cuda" else x).to(dev, non_blocking=True)
         elif not on_device:
             x = x.cpu()
-        xp, _ = pad_to_multiple(_finite(x), m)
+        xp = _finite(x)
+        if h < least or w < least:
+            xp = _mirror_tile(xp, max(h, least), max(w, least))
+        if xp.shape[-2:] != (hp, wp):  # bottom and right, so the image keeps its grid's origin
+            xp = F.pad(xp, (0, wp - xp.shape[-1], 0, hp - xp.shape[-2]), mode="replicate")
         with _autocast(dev, precision):
             out = model.stream(xp, patch, halo, progress)[0, :, :h, :w]
+        # an encoder would write it as black or white; in training, validation of a diverged
+        # run stops here with this message rather than logging a NaN PSNR
+        if not torch.isfinite(out).all():
+            raise ValueError("the model's output holds NaN or infinite values")
     finally:  # the caller's model as it was (training numerics depend on the layout)
         model.train(was_training).to(memory_format=layout)
     if out.is_cuda:  # one download, into pinned memory

@@ -25,6 +25,7 @@ import stat
 import struct
 import sys
 import tempfile
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -97,11 +98,26 @@ _FILE_KINDS = {
 }
 
 
+# libpng (inside OpenCV) prints to file descriptor 2 with no hook to redirect it, so the only
+# way to keep its words out of the user's terminal is to point fd 2 elsewhere while it runs.
+# fd 2 is the process's: one decode at a time swaps it (this lock), so concurrent decodes each
+# get their own messages and fd 2 always comes back; what another thread writes to fd 2 during
+# a decode lands in that decode's messages (logged at debug level), not on the terminal.
+_FD2 = threading.Lock()
+
+
 @contextlib.contextmanager
 def _captured() -> Iterator[list[str]]:
     """Collect what decoders say while the block runs, instead of letting it reach the user:
     C libraries' stderr (libpng), tifffile's log and Python warnings. The list fills when the
-    block ends, before an exception leaves it."""
+    block ends, before an exception leaves it. One thread at a time (_FD2)."""
+    with _FD2:
+        with _capturing() as said:
+            yield said
+
+
+@contextlib.contextmanager
+def _capturing() -> Iterator[list[str]]:
     said: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
@@ -189,11 +205,24 @@ def _decode(path: Path, head: bytes) -> LoadedImage:
         # Pillow parses classic TIFF headers only: what it makes of a BigTIFF's EXIF is not it
         img.exif = None
         with tifffile.TiffFile(path) as tf:
-            if {t.code for t in tf.pages.first.tags.values()} - _NOT_EXIF_TAGS:
+            if any(_photographers(t) for t in tf.pages.first.tags.values()):
                 img.warnings.append(
                     "BigTIFF: its EXIF is not carried to the output (not supported)"
                 )
     return img
+
+
+def _photographers(tag: tifffile.TiffTag) -> bool:
+    """A BigTIFF tag that is EXIF a camera or a photographer wrote, not the file's layout
+    (_NOT_EXIF_TAGS), its resolution, or what tifffile stamps on every file it writes (its
+    name as Software, the array's shape as a JSON ImageDescription)."""
+    if tag.code in _NOT_EXIF_TAGS or tag.code in (_XRESOLUTION, _YRESOLUTION, _RESOLUTION_UNIT):
+        return False
+    value = str(tag.value)
+    return not (
+        (tag.code == 305 and value.startswith("tifffile"))
+        or (tag.code == 270 and value.startswith('{"shape":'))
+    )
 
 
 def _pages(img: LoadedImage, n: int, fmt: str) -> LoadedImage:
@@ -291,15 +320,16 @@ def _pillow_metadata(im: Image.Image) -> tuple[bytes | None, bytes | None]:
     return icc, exif
 
 
-def _png16_header(path: Path) -> tuple[int, int, bytes | None, bytes | None]:
-    """(EXIF orientation, frames, ICC, EXIF bytes) of a 16-bit PNG, through Pillow's chunk
-    parsing."""
+def _png16_header(path: Path) -> tuple[int, int, bytes | None, bytes | None, object]:
+    """(EXIF orientation, frames, ICC, EXIF bytes, tRNS colour key or None) of a 16-bit PNG,
+    through Pillow's chunk parsing."""
     try:
         with Image.open(path) as im:
             orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-            return orientation, getattr(im, "n_frames", 1), *_pillow_metadata(im)
+            key = im.info.get("transparency")
+            return orientation, getattr(im, "n_frames", 1), *_pillow_metadata(im), key
     except Exception:
-        return 1, 1, None, None
+        return 1, 1, None, None, None
 
 
 def _tiff_exif(path: Path) -> bytes | None:
@@ -349,13 +379,16 @@ def _read_png16(path: Path, color_type: int) -> LoadedImage:
     if a is None or a.dtype != np.uint16:
         raise ImageError(f"{path}: cannot decode 16-bit PNG data (corrupt or truncated)")
     gray = color_type in (0, 4)
-    # OpenCV returns BGR(A); it expands gray+alpha, and a tRNS colour key, to BGRA.
+    # OpenCV returns BGR(A); it expands gray+alpha, and an RGB tRNS colour key, to BGRA.
     alpha = a.ndim == 3 and a.shape[2] == 4
     if a.ndim == 3:
         a = a[..., [2, 1, 0, 3]] if alpha else a[..., ::-1]
         if gray:
             a = a[..., [0, 3]] if alpha else a[..., 0]
-    orientation, frames, icc, exif = _png16_header(path)
+    orientation, frames, icc, exif, key = _png16_header(path)
+    if gray and not alpha and isinstance(key, int):  # OpenCV ignores a gray tRNS key
+        a = np.stack([a, np.where(a == key, 0, 65535).astype(np.uint16)], axis=-1)
+        alpha = True
     img = _split(_orient(a, orientation), 16, gray, alpha, "PNG")
     return _pages(_with_metadata(img, icc, exif), frames, "PNG")
 
@@ -397,7 +430,11 @@ def _read_tiff16(path: Path) -> LoadedImage:
 
 def _read_pnm16(path: Path) -> LoadedImage | None:
     """A binary PGM (P5) or PPM (P6) of more than 8 bits (maxval > 255, big-endian samples);
-    None for an 8-bit one, which Pillow reads."""
+    None for an 8-bit one, which Pillow reads.
+
+    Our own reader because Pillow reads a 16-bit PPM as 8-bit RGB, and OpenCV reads the raw
+    samples without scaling a 10- or 12-bit one to the full range or refusing samples above
+    maxval: for either, the header has to be parsed here anyway."""
     data = path.read_bytes()
     fields, at = [], 2
     while len(fields) < 3:  # width, height, maxval, separated by whitespace and # comments
@@ -447,9 +484,15 @@ def write_image(
     grayscale: bool = False,
     icc: bytes | None = None,
     exif: bytes | None = None,
+    replace: bool = True,
+    format: str | None = None,
 ) -> list[str]:
-    """Encode (H, W, 3) float `rgb` in [0, 1] to `path` (format from its suffix), atomically;
-    -> what could not be written as asked (alpha, metadata), one line each.
+    """Encode (H, W, 3) float `rgb` in [0, 1] to `path`, atomically; -> what could not be
+    written as asked (alpha, metadata), one line each. The format is its suffix's, else
+    `format` (a Pillow format name, e.g. the input's `LoadedImage.format`, for a name such as
+    `scan_0001` or `photo.jpg_large`); MPO (stereo JPEG) is written as its first image, a JPEG.
+    `replace=False`: FileExistsError, and the file kept, when `path` exists by the time it is
+    written.
 
     16-bit needs PNG, TIFF or PPM/PGM; JPEG and PPM/PGM have no alpha, so alpha is dropped
     there.
@@ -468,22 +511,22 @@ def write_image(
     """
     path = Path(path)
     ext = path.suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
+    fmt = _format(path, ext, format)
     icc, exif = icc or None, _exif_block(exif)
-    _check_request(path, ext, rgb, bit_depth)
+    _check_request(path, fmt, rgb, bit_depth)
     notes = []
     if alpha is not None and fmt in ("JPEG", "PPM"):
         alpha = None  # no alpha channel in the format: the colour is still worth writing
         notes.append(f"{fmt} has no alpha channel: the alpha is not written")
     if (icc or exif) and fmt not in _METADATA_FORMATS:
-        notes.append(f"{fmt or ext} cannot hold the ICC profile or EXIF: they are not written")
+        notes.append(f"{fmt} cannot hold the ICC profile or EXIF: they are not written")
     samples = _samples(rgb, alpha, bit_depth, grayscale)
     try:
-        data = _encode(path, ext, samples, bit_depth, icc, exif)
+        data = _encode(path, fmt, samples, bit_depth, icc, exif)
     except _ExifError as e:
-        data = _encode(path, ext, samples, bit_depth, icc, None)
+        data = _encode(path, fmt, samples, bit_depth, icc, None)
         notes.append(f"the EXIF is not written: {e}")
-    with atomic_write(path) as f:
+    with atomic_write(path, replace=replace) as f:
         f.write(data)
     return notes
 
@@ -503,11 +546,20 @@ def _exif_block(exif: bytes | None) -> bytes | None:
     return exif if exif.startswith(_EXIF_HEADER) else _EXIF_HEADER + exif
 
 
-def _check_request(path: Path, ext: str, rgb: np.ndarray, bit_depth: int) -> None:
+def _format(path: Path, ext: str, fallback: str | None) -> str:
+    """The Pillow format name to write `path` in: its suffix's, else `fallback`."""
+    known = fallback if fallback and fallback != "?" else None  # "?": Pillow did not say
+    fmt = Image.registered_extensions().get(ext) or (known or "").upper() or None
+    if fmt is None:
+        raise ImageError(f"{path}: no image format for {ext or 'a name without a suffix'}")
+    return "JPEG" if fmt == "MPO" else fmt  # one image of an MPO is a JPEG file
+
+
+def _check_request(path: Path, fmt: str, rgb: np.ndarray, bit_depth: int) -> None:
     """Refuse, before encoding anything, what no encoder here can write."""
     if bit_depth not in (8, 16):
         raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
-    if bit_depth == 16 and ext not in (".png", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"):
+    if bit_depth == 16 and fmt not in ("PNG", "TIFF", "PPM"):
         raise ImageError(f"{path}: 16-bit output needs a .png, .tif, .ppm or .pgm file")
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageError(f"{path}: expected an (H, W, 3) array, got shape {rgb.shape}")
@@ -523,23 +575,21 @@ def _samples(rgb: np.ndarray, alpha: np.ndarray | None, bits: int, grayscale: bo
 
 
 def _encode(
-    path: Path, ext: str, a: np.ndarray, bits: int, icc: bytes | None, exif: bytes | None
+    path: Path, fmt: str, a: np.ndarray, bits: int, icc: bytes | None, exif: bytes | None
 ) -> bytes:
-    """The file's bytes, by suffix; an encoder's complaint becomes an ImageError naming `path`."""
+    """The file's bytes in format `fmt`; an encoder's complaint is an ImageError naming `path`."""
     try:
-        if ext in (".tif", ".tiff"):
+        if fmt == "TIFF":
             return _encode_tiff(a, icc, exif)
-        if ext == ".png" and bits == 16:  # Pillow writes no 16-bit colour PNG
+        if fmt == "PNG" and bits == 16:  # Pillow writes no 16-bit colour PNG
             return _encode_png16(path, a, icc, exif)
-        if ext in (".ppm", ".pgm", ".pnm") and bits == 16:  # nor 16-bit PPM
+        if fmt == "PPM" and bits == 16:  # nor 16-bit PPM
             return _encode_pnm16(a)
-        return _encode_pillow(ext, a, icc, exif)
+        return _encode_pillow(fmt, a, icc, exif)
     except (ImageError, _ExifError):
         raise
     except (KeyError, ValueError, OSError) as e:
-        raise ImageError(
-            f"{path}: cannot encode as {ext or 'an image (no suffix)'} ({e})"
-        ) from None
+        raise ImageError(f"{path}: cannot encode as {fmt} ({e})") from None
 
 
 def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
@@ -576,8 +626,7 @@ def _encode_pnm16(a: np.ndarray) -> bytes:
     return magic + f"\n{w} {h}\n65535\n".encode() + a.astype(">u2").tobytes()
 
 
-def _encode_pillow(ext: str, a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
-    fmt = Image.registered_extensions().get(ext)
+def _encode_pillow(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
     # 4:4:4 chroma: a restored image should not lose colour detail on the way out
     kwargs = {
         "JPEG": {"quality": 95, "subsampling": 0},
@@ -619,7 +668,8 @@ def _ifd_entries(data: bytes, at: int) -> dict[int, bytes]:
 
 def _tiff_with_exif(tiff: bytes, exif: bytes) -> bytes:
     """`tiff` (one page, as tifffile writes it) with `exif`'s tags in its IFD0 and its Exif and GPS
-    IFDs; tifffile cannot write those IFDs itself (it drops the tags that point to them).
+    IFDs; tifffile cannot write those IFDs itself (it drops the tags that point to them), and
+    Pillow, which can, writes no 16-bit RGB TIFF.
 
     Pillow lays the EXIF directory out for the place it gets at the end of the file, its Exif and
     GPS IFDs and values after it, so all its offsets hold there; then IFD0 is rewritten after that,

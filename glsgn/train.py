@@ -250,7 +250,7 @@ def train(
 
     live = None  # rank 0 alone logs, validates and measures the curve
     if rank == 0:
-        live = _live(root / run.paths.live, resume=first > 0)
+        live = _live(root / run.paths.live, resume_at=first)
         live.log_params(
             {
                 "run": run.name,
@@ -493,10 +493,24 @@ class _LogOnly:
         pass
 
 
-def _live(path: Path, resume: bool):
+def _live(path: Path, resume_at: int):
+    """dvclive's logger for a run starting at step `resume_at` (0: from scratch, the old logs
+    cleared). A resumed run keeps what was logged up to its checkpoint and drops what the
+    killed process logged after it, which this one logs again: the curves then equal an
+    uninterrupted run's (dvc.yaml keeps them across a rerun with `persist: true`)."""
     try:
         from dvclive import Live
     except ImportError:
         log.warning("dvclive is not installed: metrics go to the log only")
         return _LogOnly()
-    return Live(str(path), resume=resume, save_dvc_exp=False, dvcyaml=False, report=None)
+    if resume_at:
+        for tsv in (path / "plots").rglob("*.tsv"):
+            lines = tsv.read_text().splitlines(keepends=True)
+            col = lines[0].rstrip("\n").split("\t").index("step")
+            kept = lines[:1] + [
+                ln for ln in lines[1:] if int(float(ln.split("\t")[col])) <= resume_at
+            ]
+            if len(kept) < len(lines):
+                with atomic_write(tsv) as f:
+                    f.write("".join(kept).encode())
+    return Live(str(path), resume=resume_at > 0, save_dvc_exp=False, dvcyaml=False, report=None)

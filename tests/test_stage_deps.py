@@ -91,3 +91,13 @@ def test_the_check_sees_a_missing_dep(planted, monkeypatch):
     monkeypatch.setattr(conftest, "pipeline_stages", without)
     with pytest.raises(AssertionError, match=planted.split("/")[-1]):
         test_every_stage_depends_on_the_code_it_runs()
+
+
+def test_a_resumed_run_keeps_its_curves_under_dvc():
+    """DVC deletes a stage's outputs before running it again, unless they persist: a run
+    killed and resumed by `dvc repro` would lose the curves it logged before its checkpoint."""
+    import yaml
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    live = [o for o in stage["outs"] + stage["plots"] if "dvclive" in str(o)]
+    assert len(live) == 2 and all(next(iter(o.values())).get("persist") for o in live), live

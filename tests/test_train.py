@@ -111,6 +111,10 @@ def test_killed_run_resumes_to_the_same_weights(root, tmp_path, ema):
     state = torch.load(b / "checkpoints/reflection-full/seed0/last.pt", weights_only=True)
     assert state["step"] == 4
     train("reflection-full", params, b, progress=False)  # resumes from step 4
+    # its curves equal the uninterrupted run's: steps 1-4 kept, 5-6 of the killed run dropped
+    logs = "dvclive/reflection-full/seed0/plots/metrics"
+    for tsv in ("train/total.tsv", "train/reconstruction.tsv", "val/psnr.tsv"):
+        assert (b / logs / tsv).read_text() == (a / logs / tsv).read_text(), tsv
     wa = torch.load(a / "models/reflection-full/seed0.pt", weights_only=True)["state_dict"]
     wb = torch.load(b / "models/reflection-full/seed0.pt", weights_only=True)["state_dict"]
     assert wa.keys() == wb.keys()

@@ -92,12 +92,11 @@ docs-evidence-figures:
 
 # The UHR profile's figures in the README: copies made after `make uhr`, wide enough to keep
 # their 1:1 crops at one image pixel per figure pixel.
-UHR_FIGURES := dataset/haze-zoom dataset/reflection-zoom training/haze-learning-curve \
-	training/reflection-learning-curve qualitative/haze qualitative/reflection
+UHR_FIGURES := dataset/haze-zoom training/haze-learning-curve qualitative/haze
 docs-uhr-figures:
 	for f in $(UHR_FIGURES); do \
-	  $(PY) scripts/docs_copy.py --max-width 2400 uhr/reports/figures/$$f.png \
-	    docs/figures/uhr-$$(echo $$f | tr / -).jpg || exit 1; done
+	  $(PY) scripts/docs_copy.py uhr/reports/figures/$$f.png \
+	    docs/figures/uhr-$$(echo $$f | tr / -).jpg --max-width 2400 || exit 1; done
 
 # JupyterLab on the notebooks, with the project's kernel ("glsgn (.venv)"). As root (a container)
 # it adds --allow-root; with no display (and not macOS) --no-browser: open the URL it prints.

@@ -32,7 +32,8 @@ def test_there_are_notebooks():
 
 @pytest.fixture(scope="module")
 def make_calls(tmp_path_factory) -> list[list[str]]:
-    """The commands `make figures docs-figures docs-evidence-figures` runs, with the venv's
+    """The commands `make figures docs-figures docs-evidence-figures docs-uhr-figures` runs,
+    with the venv's
     python and dvc replaced by recorders (and neither setup nor repro run): what the Makefile
     does, not what its text looks like."""
     if shutil.which("make") is None:
@@ -44,7 +45,7 @@ def make_calls(tmp_path_factory) -> list[list[str]]:
         (venv / "bin" / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n')
         (venv / "bin" / name).chmod(0o755)
     (venv / ".setup-stamp").touch()
-    targets = ["figures", "docs-figures", "docs-evidence-figures"]
+    targets = ["figures", "docs-figures", "docs-evidence-figures", "docs-uhr-figures"]
     cmd = ["make", "-s", "-C", str(ROOT), *targets, f"VENV={venv}"]
     cmd += ["-o", str(venv / ".setup-stamp"), "-o", "repro"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
@@ -181,8 +182,9 @@ def test_ablation_notebook_tells_what_holds_and_writes_its_figures(tmp_path, con
 
 def test_readme_figures_are_the_docs_copies_of_pipeline_figures(make_calls):
     """Every image the README and docs/ show exists, and is a copy that `make docs-figures`
-    (or `make docs-evidence-figures`) makes, with scripts/docs_copy.py, of a notebook stage's
-    figure."""
+    (or `make docs-evidence-figures`, `make docs-uhr-figures`) makes, with
+    scripts/docs_copy.py, of a notebook stage's figure; the UHR profile's are wider, to keep
+    their 1:1 crops."""
     shown = []
     for page in (ROOT / "README.md", *(ROOT / "docs").glob("*.md")):
         for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
@@ -191,10 +193,11 @@ def test_readme_figures_are_the_docs_copies_of_pipeline_figures(make_calls):
     copies = {c[3]: c[2] for c in make_calls if c[:2] == ["python", "scripts/docs_copy.py"]}
     assert set(shown) == set(copies)
     for src in copies.values():
-        pipeline, figure = src.split("reports/figures/")  # "" or "evidence/"; NOTEBOOK/NAME.png
+        pipeline, figure = src.split("reports/figures/")  # "", "evidence/" or "uhr/"; NB/NAME.png
         name = figure.split("/")[0]
         stage, _ = _notebook_stage(ROOT / pipeline / "dvc.yaml", name)
         assert f"reports/figures/{name}" in stage["outs"], src
     for path in shown:
         with Image.open(ROOT / path) as im:
-            assert im.format == "JPEG" and 600 <= im.width <= 1400, (path, im.size)
+            widest = 2400 if "/uhr-" in path else 1400
+            assert im.format == "JPEG" and 600 <= im.width <= widest, (path, im.size)

@@ -20,14 +20,11 @@ measured before them) exceeds `--limit` are not run and say so.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 # widths (and blocks): the UHR CPU profile's, the embedded default's, the paper-scale GPU one's
 WIDTHS = {"16,32": 1, "16,32,64": 1, "32,64,128,256": 2}
 
@@ -37,37 +34,22 @@ def _rss_mib() -> float:
 
 
 def child(crop: int, batch: int, widths: tuple[int, ...], blocks: int, image, device) -> dict:
-    """Two training steps of `full` in this process; its peak memory, before and after."""
+    """Two training steps of `full` in this process (train_throughput.step_setup, as train.py
+    builds them); its peak memory, before and after."""
     import torch
-
-    from glsgn.config import load_params
-    from glsgn.losses import GLSGNLoss, TrainBatch
-    from glsgn.model import build_model
-    from glsgn.model.resample import Region, round_up
-    from glsgn.train import train_step
-    from glsgn.variants import variant_configs
+    from train_throughput import step_setup  # this folder's: a script's own
 
     torch.manual_seed(0)
-    params = load_params(ROOT / "params.yaml")
-    mcfg, lcfg = variant_configs(params, "full")
-    mcfg = dataclasses.replace(mcfg, widths=widths, blocks=blocks)
+    w, h = image
+    overrides = {"widths": widths, "blocks": blocks}
+    step = step_setup("full", device, crop, batch, (h, w), model_overrides=overrides)[-1]
     dev = torch.device(device)
-    model = build_model(mcfg).to(dev).to(memory_format=torch.channels_last)
-    loss_fn = GLSGNLoss(lcfg).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    scaler = torch.amp.GradScaler(enabled=False)
-    w, h = (round_up(v, model.pad_multiple) for v in image)  # as TrainCrops pads the image
-    gs = mcfg.global_scale
-    x = torch.rand(batch, 3, crop, crop, device=dev)
-    xg = torch.rand(batch, 3, h // gs, w // gs, device=dev)
-    b = TrainBatch(x, x.clone(), xg, xg.clone(), Region((h, w), (0, crop, 0, crop)))
     built = _rss_mib()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         built = torch.cuda.memory_allocated() / 2**20
     for _ in range(2):
-        train_step(model, b, loss_fn, opt, sched, scaler, 1.0, None)
+        step()
     peak = _rss_mib() if dev.type != "cuda" else torch.cuda.max_memory_allocated() / 2**20
     return {"built_mib": built, "peak_mib": peak}
 

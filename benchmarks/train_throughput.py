@@ -46,7 +46,7 @@ from glsgn.data.prepare import prepare
 from glsgn.data.scenes import dead_leaves
 from glsgn.losses import GLSGNLoss, TrainBatch
 from glsgn.model import build_model
-from glsgn.model.resample import Region
+from glsgn.model.resample import Region, round_up
 from glsgn.runs import native_bf16
 from glsgn.train import StepBatches, autocast_for, lr_schedule, train, train_step
 from glsgn.variants import variant_configs
@@ -158,12 +158,15 @@ def step_setup(
     precision="fp32",
     params_file: Path = ROOT / "params.yaml",
     without: str | None = None,
+    model_overrides: dict | None = None,
 ) -> tuple[torch.nn.Module, GLSGNLoss, torch.optim.Optimizer, TrainBatch, Callable[[], None]]:
     """Model, loss, optimiser, scheduler, scaler and one batch on `device`, as train.py builds
-    them (loss term `without` weighted 0); -> (model, loss_fn, opt, batch, step), `step()`
-    being train.py's `train_step`."""
+    them (loss term `without` weighted 0, model keys `model_overrides` replaced; the image
+    padded to the model's grid, as TrainCrops pads it); -> (model, loss_fn, opt, batch, step),
+    `step()` being train.py's `train_step`."""
     params = load_params(params_file)
     mcfg, lcfg = variant_configs(params, variant)
+    mcfg = dataclasses.replace(mcfg, **(model_overrides or {}))
     if without in lcfg.consistency:
         lcfg = dataclasses.replace(lcfg, consistency={**lcfg.consistency, without: 0.0})
     elif without is not None:
@@ -175,11 +178,12 @@ def step_setup(
     if tcfg.channels_last:  # as train.py runs it
         model = model.to(memory_format=torch.channels_last)
     torch.backends.cudnn.benchmark = True
-    h, w = size
+    m = model.pad_multiple
+    h, w = (round_up(v, m) for v in size)
     gs = mcfg.global_scale
     x = torch.rand(batch, 3, crop, crop, device=device)
     xg = torch.rand(batch, 3, h // gs, w // gs, device=device)
-    y0, x0 = (h - crop) // 2 // 16 * 16, (w - crop) // 2 // 16 * 16
+    y0, x0 = (h - crop) // 2 // m * m, (w - crop) // 2 // m * m
     region = Region((h, w), (y0, y0 + crop, x0, x0 + crop))
     b = TrainBatch(x, x.clone(), xg, xg.clone(), region=region)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -214,6 +218,18 @@ def step_counts(
     }
 
 
+def _timed(fn: Callable[[], object], steps: int, device: str) -> float:
+    """Seconds per call of `fn`, after three untimed calls (kernels chosen, taps cached)."""
+    for _ in range(3):
+        fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
 def step_speed(
     variant: str,
     crop: int,
@@ -226,14 +242,7 @@ def step_speed(
 ) -> float:
     """Samples/s of the model step alone, the batch already on the device."""
     step = step_setup(variant, device, crop, batch, size, precision, params_file)[-1]
-    for _ in range(3):  # warm-up: cuDNN picks its kernels, taps are cached
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return steps * batch / (time.perf_counter() - t0)
+    return batch / _timed(step, steps, device)
 
 
 def _sync(device: str) -> None:
@@ -316,18 +325,6 @@ def settings_section(s: Setup) -> list[Row]:
     if not native_bf16():
         rows.append(("bf16", "not timed: this CPU has no native bf16 (train.py uses fp32)", ""))
     return rows
-
-
-def _timed(fn: Callable[[], object], steps: int, device: str) -> float:
-    """Seconds per call of `fn`, after three untimed calls (kernels chosen, taps cached)."""
-    for _ in range(3):
-        fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / steps
 
 
 def terms_section(s: Setup) -> list[Row]:

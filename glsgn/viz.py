@@ -33,6 +33,7 @@ __all__ = [
     "image_grid",
     "zoom_grid",
     "one_to_one",
+    "zoom_side",
     "metric_bars",
     "forest_plot",
     "curve_grid",
@@ -237,6 +238,13 @@ def one_to_one(size: float = 3.0) -> int:
     """The crop side that `zoom_grid` panels of `size` inches draw at about one image pixel per
     figure pixel (saved at SAVE_DPI, less the panel's margins)."""
     return int(size * SAVE_DPI * 0.95)
+
+
+def zoom_side(shape: tuple[int, ...], zoom: float, size: float = 3.0) -> int:
+    """The side of `zoom_grid`'s crops of an image of `shape` (H, W, ...): one panel width,
+    drawn 1:1, where the short side exceeds it; else `zoom` of the short side, enlarged."""
+    short, one = min(shape[:2]), one_to_one(size)
+    return one if short > one else max(8, round(zoom * short))
 
 
 def metric_bars(

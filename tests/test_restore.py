@@ -10,7 +10,7 @@ import torch
 
 from glsgn.config import parse_memory
 from glsgn.model.resample import Region
-from glsgn.restore import choose_patch, min_side, restore, tiles
+from glsgn.restore import all_finite, choose_patch, min_side, restore, tiles
 
 from .conftest import TINY, VARIANTS, build
 
@@ -115,6 +115,36 @@ def test_streamed_equals_whole_for_unusual_configs(cfg, hw, patch):
     assert _err(y, _whole(model, x)) <= 1e-5
 
 
+def test_a_streamed_restore_keeps_only_the_maps_framework_png_hands_on(monkeypatch):
+    """Image-sized memory of a streamed restore: B_1..B_3, F_1 and F_2 on the next pathway's
+    grid and A_1..A_3, filled tile by tile; no B_out of its own (written over B_1) and no
+    whole downscaled copy of the input but the global view (I_2, I_3 are pooled per tile)."""
+    import glsgn.model.glsgn as G
+
+    model = build(TINY).eval()
+    h, w = 512, 768  # every pathway's grid wider than a tile with its halo
+    allocated, pooled = [], []
+    empty, downscale = torch.empty, G.downscale
+    monkeypatch.setattr(
+        torch, "empty", lambda *a, **k: allocated.append(empty(*a, **k)) or allocated[-1]
+    )
+    monkeypatch.setattr(G, "downscale", lambda x, f: pooled.append(downscale(x, f)) or pooled[-1])
+    y = restore(model, torch.rand(3, h, w), patch_size=32)
+
+    fs, bf, c = (1, 2, 4), 2 ** (len(TINY.widths) - 1), TINY.cue_channels
+    maps = sum(3 / f**2 for f in fs) + c / 2**2 + c / 4**2 + sum(1 / (f * bf) ** 2 for f in fs)
+    assert sum(t.numel() for t in allocated) == maps * h * w
+    assert any(y.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() for t in allocated)
+    gf = TINY.global_scale
+    whole = [
+        tuple(t.shape[-2:])
+        for t in pooled
+        if tuple(t.shape[-2:]) in {(h // 2, w // 2), (h // 4, w // 4)}
+    ]
+    assert whole == [(h // gf, w // gf)]  # the global view, once
+    assert model.buffer_bytes(h, w) == 4 * h * w * (3 + maps + 3 / gf**2)
+
+
 def test_halo_below_the_receptive_field_shows_seams():
     """The equality above is not luck: without the halo, patch borders differ."""
     model = build(TINY).eval()
@@ -157,6 +187,15 @@ def test_accepts_numpy_and_batched_input_and_keeps_training_mode():
 def test_bad_input_is_a_clear_error(image, kwargs, err, match):
     with pytest.raises(err, match=match):
         restore(build(TINY), image, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 3e38])
+@pytest.mark.parametrize("where", [(0, 0, 0), (2, 63, 47), (1, 5, 30)])
+def test_all_finite_agrees_with_isfinite_wherever_the_value_lies(value, where):
+    x = torch.rand(3, 64, 48)
+    x[where] = value
+    for t in (x, x.permute(0, 2, 1), x[None].contiguous(memory_format=torch.channels_last)):
+        assert all_finite(t) == bool(torch.isfinite(t).all())
 
 
 def test_unknown_device_is_a_clear_error():

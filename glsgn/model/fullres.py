@@ -8,7 +8,6 @@ import functools
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ModelConfig
 from .blocks import Decoder, Encoder, conv3x3, zero_init
@@ -28,6 +27,9 @@ def param_count(m: nn.Module) -> int:
 def flops_per_pixel(model: nn.Module, size: int = _PROBE) -> float:
     """FLOPs per input pixel of a whole-image forward (torch.utils.flop_counter: convolutions
     and matrix products), counted on the meta device: shapes only, no arithmetic."""
+    # imported here: it pulls in torch._decomp and triton, ~0.1 GB that `glsgn restore` never needs
+    from torch.utils.flop_counter import FlopCounterMode
+
     meta = model if next(model.parameters()).is_meta else _on_meta(model)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         meta(torch.empty(1, 3, size, size, device="meta"))

@@ -148,7 +148,7 @@ class GLSGN(nn.Module):
         cfg, geo = self.cfg, self.geometry
         fs, a, bf = geo.factors, cfg.align, geo.bottleneck
         # The global view (global pathway or reference passes) must divide evenly too.
-        plan = [Step("global view", geo.global_factor, a, 0, exact_halo=True)]
+        plan = [Step("global view", geo.global_factor, a, 0, exact_halo=True, whole=True)]
         if not fs:  # global_only: the removed layer, up-sampled pointwise
             return plan + [Step("global only", 1, 2, 0, {"out": (3, 1, False)}, True)]
         for k, f in enumerate(fs):
@@ -164,7 +164,8 @@ class GLSGN(nn.Module):
             plan.append(Step(f"local {k + 1}", f, max(a, ratio), radius, planes))
         if self.fusion is not None:
             radius = self.fusion.radius(fs, geo.global_factor if self.global_pathway else None)
-            plan.append(Step("fusion", 1, 2 * fs[-1], radius, {"out": (3, 1, False)}, True))
+            # no plane of its own: streamed, B_out is written over B_1's (`_fuse`)
+            plan.append(Step("fusion", 1, 2 * fs[-1], radius, exact_halo=True))
         return plan
 
     def buffer_bytes(self, h: int, w: int) -> int:
@@ -271,10 +272,12 @@ class GLSGN(nn.Module):
         """Local pathway k tile by tile: B_k, and what it hands on (F_k on k + 1's grid, A_k)."""
         step, bf = self.plan[1 + k], self.geometry.bottleneck
         area = region.coarser(step.factor)
-        x_k = downscale(x, step.factor)
         maps = Canvas.planes(step, region, x, dev)
         for tile, ext in tiling.tiles(step, area):
-            x_t = part(x_k, area, ext).to(dev, non_blocking=True)
+            # I_k downscaled tile by tile (area pooling is per block: the same values as the
+            # whole I_k's), so a restore keeps no image-sized copy of it
+            x_t = downscale(part(x, region, ext.finer(step.factor)), step.factor)
+            x_t = x_t.to(dev, non_blocking=True)
             here = prev.crop(ext, dev) if prev is not None else None
             o = self.local_step(k, x_t, ext, g, g_region, here, stats)
             maps["b"].put(tile, part(o.b, ext, tile))
@@ -289,16 +292,34 @@ class GLSGN(nn.Module):
         return maps
 
     def _fuse(self, bs, out, region, g, g_region, tiling, dev) -> None:
-        """The pyramid fusion tile by tile; a single tile keeps its bands and masks too."""
+        """The pyramid fusion tile by tile; a single tile keeps its bands and masks too.
+
+        Streamed, B_out is written over B_1's canvas (which then holds B_out, not B_1), so
+        restore keeps no second full-resolution image: a tile's result waits until no later
+        tile's halo reads B_1 there. Tiles come row by row and their halos' tops never move up,
+        so a result is written once the current halo starts below it: about two rows of tiles
+        wait (24 MB at 4K against 100 MB for a separate canvas).
+        """
         step = self.plan[-1]
-        b_out = Canvas.planes(step, region, out.b_out, dev)["out"]
         bg = (g.b, g_region) if g is not None else None
+        streamed = tiling.patch is not None
+        b_out = bs[0] if streamed else Canvas(region, 3, out.b_out)
+        waiting: list[tuple[Region, Tensor]] = []
         for tile, ext in tiling.tiles(step, region):
             levels = [ext.coarser(f) for f in self.geometry.factors]
             fused = self.fusion([(b.crop(r, dev), r) for b, r in zip(bs, levels, strict=True)], bg)
-            b_out.put(tile, part(fused.b, ext, tile))
+            if not streamed:
+                b_out.put(tile, part(fused.b, ext, tile))
+                continue
+            waiting.append((tile, part(fused.b, ext, tile)))
+            while waiting and waiting[0][0].box[1] <= ext.box[0]:
+                b_out.put(*waiting.pop(0))
+        for done in waiting:
+            b_out.put(*done)
         out.b_out = b_out.t
-        if tiling.patch is None:
+        if streamed:  # B_1's canvas holds B_out now
+            out.b_local[0] = None
+        else:
             out.bands, out.details, out.masks = fused.bands, fused.details, fused.masks
 
     # --- forward and stream -----------------------------------------------------------------

@@ -128,7 +128,8 @@ class LocalPathway(nn.Module):
         if self.pac is not None:
             a, gate = self.pac(feats[-1], attention_cues)
             n = len(feats)
-            feats = [f * upsample(gate, 2 ** (n - 1 - i)) for i, f in enumerate(feats)]
+            for i in range(n):  # one level at a time: an ungated map is freed as it is replaced
+                feats[i] = feats[i] * upsample(gate, 2 ** (n - 1 - i))
         f, used = self.decoder(feats[-1], feats, stats=stats, measure=measure)
         cue = self.cue(f) if self.cue is not None else None
         return LocalOut(b=x + self.head(f), cue=cue, attention=a, stats=used)

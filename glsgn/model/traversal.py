@@ -42,6 +42,7 @@ class Step:
     # The image-sized maps the step fills: name -> (channels, grid factor, on the model's device)
     planes: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
     exact_halo: bool = False  # a halo override (to show seams) does not apply to this step
+    whole: bool = False  # runs on the whole image at its grid, its input downscaled once
 
     def patch(self, patch: int) -> int:
         return round_up(patch, self.multiple)
@@ -166,10 +167,10 @@ def part(t: Tensor, covers: Region, r: Region) -> Tensor:
 
 
 def plane_bytes(plan: list[Step], h: int, w: int) -> int:
-    """float32 bytes of every canvas a plan fills for an h x w image, of its input and of each
-    coarser step's input (downscaled once, whole)."""
+    """float32 bytes of every canvas a plan fills for an h x w image, of its input and of the
+    input of each step that runs whole (downscaled once; the others downscale tile by tile)."""
     planes = 3 + sum(c / f**2 for s in plan for c, f, _ in s.planes.values())
-    planes += sum(3 / s.factor**2 for s in plan if s.factor > 1)
+    planes += sum(3 / s.factor**2 for s in plan if s.whole)
     return int(4 * h * w * planes)
 
 

@@ -68,7 +68,7 @@ class _UNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         feats = self.encoder(self.stem(x))
-        f, _ = self.decoder(feats[-1], feats)
+        f, _ = self.decoder(feats)
         return x + self.head(f)
 
 

@@ -311,7 +311,7 @@ class GLSGN(nn.Module):
             if not streamed:
                 b_out.put(tile, part(fused.b, ext, tile))
                 continue
-            waiting.append((tile, part(fused.b, ext, tile)))
+            waiting.append((tile, part(fused.b, ext, tile).clone()))  # not its halo too
             while waiting and waiting[0][0].box[1] <= ext.box[0]:
                 b_out.put(*waiting.pop(0))
         for done in waiting:

@@ -63,7 +63,7 @@ class GlobalPathway(nn.Module):
 
     def forward(self, x: Tensor) -> GlobalOut:
         feats = self.encoder(self.stem(x))
-        f, _ = self.decoder(feats[-1], feats, measure=True)  # whole image: its own statistics
+        f, _ = self.decoder(feats, measure=True)  # whole image: its own statistics
         a = self.attention(f)
         b = x + self.tail(f * a)
         return GlobalOut(b=b, cue=self.cue(f) if self.cue is not None else None, attention=a)
@@ -130,7 +130,7 @@ class LocalPathway(nn.Module):
             n = len(feats)
             for i in range(n):  # one level at a time: an ungated map is freed as it is replaced
                 feats[i] = feats[i] * upsample(gate, 2 ** (n - 1 - i))
-        f, used = self.decoder(feats[-1], feats, stats=stats, measure=measure)
+        f, used = self.decoder(feats, stats=stats, measure=measure)
         cue = self.cue(f) if self.cue is not None else None
         return LocalOut(b=x + self.head(f), cue=cue, attention=a, stats=used)
 

@@ -51,7 +51,7 @@ def test_streamed_equals_whole_image(name, patch):
     assert _err(y, ref) <= 1e-5
 
 
-@pytest.mark.parametrize("hw", [(1, 1), (9, 5), (150, 40), (40, 200)])
+@pytest.mark.parametrize("hw", [(1, 1), (9, 5), (150, 40), (40, 200), (300, 48)])
 def test_any_size_including_smaller_than_a_patch(hw):
     model = build(TINY).eval()
     x = torch.rand(3, *hw)
@@ -123,13 +123,16 @@ def test_a_streamed_restore_keeps_only_the_maps_framework_png_hands_on(monkeypat
 
     model = build(TINY).eval()
     h, w = 512, 768  # every pathway's grid wider than a tile with its halo
+    x = torch.rand(3, h, w)
+    ref = _whole(model, x)
     allocated, pooled = [], []
     empty, downscale = torch.empty, G.downscale
     monkeypatch.setattr(
         torch, "empty", lambda *a, **k: allocated.append(empty(*a, **k)) or allocated[-1]
     )
     monkeypatch.setattr(G, "downscale", lambda x, f: pooled.append(downscale(x, f)) or pooled[-1])
-    y = restore(model, torch.rand(3, h, w), patch_size=32)
+    y = restore(model, x, patch_size=32)
+    assert _err(y, ref) <= 1e-5  # B_1 overwritten only where no halo reads it
 
     fs, bf, c = (1, 2, 4), 2 ** (len(TINY.widths) - 1), TINY.cue_channels
     maps = sum(3 / f**2 for f in fs) + c / 2**2 + c / 4**2 + sum(1 / (f * bf) ** 2 for f in fs)

@@ -311,7 +311,10 @@ class GLSGN(nn.Module):
             if not streamed:
                 b_out.put(tile, part(fused.b, ext, tile))
                 continue
-            waiting.append((tile, part(fused.b, ext, tile).clone()))  # not its halo too
+            keep = part(fused.b, ext, tile)
+            if tile != ext:  # the tile alone, beside the canvas (a GPU's budget is one patch)
+                keep = keep.to(b_out.device, b_out.dtype, copy=True)
+            waiting.append((tile, keep))
             while waiting and waiting[0][0].box[1] <= ext.box[0]:
                 b_out.put(*waiting.pop(0))
         for done in waiting:

@@ -170,7 +170,7 @@ def plane_bytes(plan: list[Step], h: int, w: int) -> int:
     """float32 bytes of every canvas a plan fills for an h x w image, of its input and of the
     input of each step that runs whole (downscaled once; the others downscale tile by tile)."""
     planes = 3 + sum(c / f**2 for s in plan for c, f, _ in s.planes.values())
-    planes += sum(3 / s.factor**2 for s in plan if s.whole)
+    planes += sum(3 / s.factor**2 for s in plan if s.whole and s.factor > 1)
     return int(4 * h * w * planes)
 
 

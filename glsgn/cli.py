@@ -36,14 +36,13 @@ from .config import (
     ModelConfig,
     Precision,
     RestoreConfig,
-    autocast_dtype,
     load_params,
     load_restore,
     parse_memory,
 )
 from .data.io import ImageError, read_image, write_image
 from .data.paired import PairedFolderError
-from .restore import resolve_device, restore
+from .restore import check_precision, resolve_device, restore
 from .variants import architecture
 
 log = logging.getLogger("glsgn")
@@ -227,13 +226,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     single = len(plan) == 1
     quiet = True if args.quiet or single else None  # None: tqdm's own test for a terminal
     bar = tqdm(plan, desc="restore", unit="image", disable=quiet, leave=False)
+    patches = not args.quiet and single and sys.stderr.isatty()
     try:
         with logging_redirect_tqdm(loggers=[logging.root]):
             for src, dst, problem in bar:
                 if problem:
                     error = f"{src}: {problem}"
                 else:
-                    patches = not args.quiet and single and sys.stderr.isatty()
                     error = _restore_file(src, dst, model, device, opts, patches, args.overwrite)
                 if error:
                     _restore_error(error)
@@ -299,11 +298,7 @@ def _restore_setup(args: argparse.Namespace) -> tuple[RestoreConfig, torch.devic
         torch.backends.cudnn.benchmark = True
     if parse_memory(opts.max_memory) and device.type != "cuda":
         raise ValueError(f"--max-memory caps device memory on cuda; the device is {device}")
-    if autocast_dtype(opts.precision) is not None and device.type != "cuda":
-        raise ValueError(
-            f"--precision {opts.precision}: autocast runs on cuda only; the device is {device} "
-            "(use fp32 there)"
-        )
+    check_precision(opts.precision, device, "--precision")
     return opts, device
 
 

@@ -24,7 +24,15 @@ from .config import Precision, autocast_dtype, parse_memory
 from .model.resample import round_up
 from .model.traversal import Streamable, tiles
 
-__all__ = ["restore", "resolve_device", "tiles", "parse_memory", "choose_patch", "min_side"]
+__all__ = [
+    "restore",
+    "resolve_device",
+    "check_precision",
+    "tiles",
+    "parse_memory",
+    "choose_patch",
+    "min_side",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +94,15 @@ def all_finite(x: Tensor) -> bool:
     if x.numel() == 0:
         return True
     return bool(torch.isfinite(torch.stack(torch.aminmax(x))).all())
+
+
+def check_precision(precision: str, dev: torch.device, option: str = "precision") -> None:
+    """Refuse autocast off CUDA; `option` names the setting as the caller's user wrote it."""
+    if autocast_dtype(precision) is not None and dev.type != "cuda":
+        raise ValueError(
+            f"{option} {precision}: autocast runs on cuda only; the device is {dev} "
+            "(use fp32 there)"
+        )
 
 
 def _finite(x: Tensor) -> Tensor:
@@ -201,8 +218,7 @@ def restore(
         names = ", ".join(get_args(Precision))
         raise ValueError(f"precision: expected one of {names}, got {precision!r}")
     dev = resolve_device(device)
-    if autocast_dtype(precision) is not None and dev.type != "cuda":
-        raise ValueError(f"precision {precision!r} (autocast) is supported on cuda only, not {dev}")
+    check_precision(precision, dev)
     if not isinstance(model, Streamable):
         raise TypeError(f"model: expected GLSGN or FullResNet, got {type(model).__name__}")
     cfg = model.cfg

@@ -308,10 +308,7 @@ class GLSGN(nn.Module):
         for tile, ext in tiling.tiles(step, region):
             levels = [ext.coarser(f) for f in self.geometry.factors]
             fused = self.fusion([(b.crop(r, dev), r) for b, r in zip(bs, levels, strict=True)], bg)
-            if not streamed:
-                b_out.put(tile, part(fused.b, ext, tile))
-                continue
-            keep = part(fused.b, ext, tile)
+            keep = part(fused.b, ext, tile)  # one tile (forward): fused.b itself, uncopied
             if tile != ext:  # the tile alone, beside the canvas (a GPU's budget is one patch)
                 keep = keep.to(b_out.device, b_out.dtype, copy=True)
             waiting.append((tile, keep))
